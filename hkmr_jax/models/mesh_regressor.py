@@ -1,0 +1,60 @@
+"""Encoder + regressor: an image batch in, SMPL parameters of every iteration out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from flax import nnx
+
+from hkmr_jax.models import encoder as encoder_lib
+from hkmr_jax.models import params as params_lib
+from hkmr_jax.models.hkmr import HKMR
+from hkmr_jax.models.hmr import HMR
+
+REGRESSORS = {"hkmr": HKMR, "hmr": HMR}
+
+
+class MeshRegressor(nnx.Module):
+    """images [B, H, W, 3] → `params.RegressorOutput` (T iterations, B examples)."""
+
+    def __init__(self, encoder: nnx.Module, regressor: nnx.Module):
+        self.encoder = encoder
+        self.regressor = regressor
+
+    def __call__(self, images) -> params_lib.RegressorOutput:
+        return self.regressor(self.encoder(images))
+
+
+def mean_params_from_config(config: Mapping | None, num_betas: int = 10) -> params_lib.MeanParams:
+    """`{'path': SPIN's smpl_mean_params.npz}` or `{'global_orient': (x, y, z),
+    'camera_scale': s}`; None or {} gives `MeanParams.default`."""
+    config = dict(config or {})
+    unknown = set(config) - {"path", "global_orient", "camera_scale", "num_betas"}
+    if unknown:
+        raise ValueError(f"unknown mean_params field(s) {sorted(unknown)}.")
+    num_betas = config.get("num_betas", num_betas)
+    if config.get("path"):
+        return params_lib.MeanParams.from_spin_npz(config["path"], num_betas)
+    return params_lib.MeanParams.default(
+        num_betas, config.get("global_orient", (0.0, 0.0, 0.0)), config.get("camera_scale", 0.9)
+    )
+
+
+def create(config: Mapping, rngs: nnx.Rngs) -> MeshRegressor:
+    """Build a model from a config (a dict or an ml_collections.ConfigDict).
+
+    Fields: `name` ('hkmr' | 'hmr'); `encoder` (`name` + keyword arguments of
+    `encoder.create_encoder`); `regressor` (keyword arguments of `HKMR` / `HMR`);
+    `mean_params` (see `mean_params_from_config`).
+    """
+    config = dict(config)
+    name = config.get("name")
+    if name not in REGRESSORS:
+        raise ValueError(f"unknown model name {name!r}; choose one of {sorted(REGRESSORS)}.")
+    encoder_config = dict(config.get("encoder", {"name": "resnet50"}))
+    encoder = encoder_lib.create_encoder(encoder_config.pop("name"), rngs=rngs, **encoder_config)
+    mean = mean_params_from_config(config.get("mean_params"))
+    regressor = REGRESSORS[name](
+        encoder.feature_dim, mean, rngs=rngs, **dict(config.get("regressor", {}))
+    )
+    return MeshRegressor(encoder, regressor)

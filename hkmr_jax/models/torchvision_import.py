@@ -1,0 +1,673 @@
+"""Read PyTorch checkpoints without torch, and import torchvision ResNet weights.
+
+`load_torch_checkpoint` reads a file written by ``torch.save`` — the zip format (torch ≥
+1.6: ``<prefix>/data.pkl``, ``<prefix>/data/<key>`` raw storages, ``<prefix>/byteorder``,
+``<prefix>/version``) or the legacy stream format (torch < 1.6, e.g. the 2017 model-zoo
+files ``resnet50-19c8e357.pth``: magic number, protocol, system info, the object, the
+storage keys, then each storage as an int64 element count and its raw bytes) — and
+returns the pickled object with every tensor replaced by a NumPy array.
+
+The pickles are read with a restricted ``pickle.Unpickler`` whose ``find_class`` admits
+only the names a tensor checkpoint uses, each mapped to a local NumPy implementation:
+``torch._utils._rebuild_tensor{,_v2}``, ``torch._utils._rebuild_parameter{,_with_state}``,
+``collections.OrderedDict`` and the typed storages (``torch.FloatStorage``,
+``torch.HalfStorage``, ``torch.LongStorage``, ... and their ``torch.cuda`` twins). Any
+other global raises `UnsafeCheckpointError` before anything is called, so nothing from the
+file is executed. Tensors are rebuilt from (storage, offset, size, stride) with bounds
+checked against the storage, so a crafted stride cannot read outside it.
+
+`load_torchvision_resnet` copies such a state dict into a `hkmr_jax.models.encoder.ResNet`:
+conv ``weight`` OIHW -> ``kernel`` HWIO; BN ``weight`` -> ``scale``, ``bias`` -> ``bias``,
+``running_mean`` -> ``mean``, ``running_var`` -> ``var``; ``fc.*`` and
+``*.num_batches_tracked`` are ignored. Every encoder variable must be filled with the
+right shape and every other checkpoint key must be used, or nothing is changed and
+`CheckpointMismatchError` names the keys, the expected and the found shapes.
+
+ImageNet weights (download on a machine with internet access; see `TORCHVISION_URLS`):
+
+* torchvision ``IMAGENET1K_V1`` (zip format): resnet18-f37072fd, resnet34-b627a593,
+  resnet50-0676ba61, resnet101-63fe2227; ``IMAGENET1K_V2``: resnet50-11ad3fa6,
+  resnet101-cd907fc2.
+* the original model-zoo files used by HMR-era code (legacy format, same values as V1):
+  resnet18-5c106cde, resnet34-333f7ec4, resnet50-19c8e357, resnet101-5d3b4d8f.
+
+Example:
+    >>> enc = create_encoder("resnet50", rngs=nnx.Rngs(0))          # doctest: +SKIP
+    >>> load_torchvision_resnet("resnet50-0676ba61.pth", enc)        # doctest: +SKIP
+
+To skip the random initialisation, load into an abstract encoder:
+``enc = nnx.eval_shape(lambda: create_encoder("resnet50", rngs=nnx.Rngs(0)))``; the
+loader fills every variable, so the result is concrete.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import os
+import pickle
+import struct
+import sys
+import tarfile
+import zipfile
+from collections.abc import Mapping
+from typing import Any
+
+import jax.numpy as jnp
+import ml_dtypes
+import numpy as np
+from flax import nnx
+
+from hkmr_jax.models.encoder import ResNet
+
+__all__ = [
+    "TORCHVISION_URLS",
+    "CheckpointFormatError",
+    "CheckpointMismatchError",
+    "UnsafeCheckpointError",
+    "encoder_to_torchvision_state_dict",
+    "load_torch_checkpoint",
+    "load_torchvision_resnet",
+    "torchvision_key_shapes",
+]
+
+# torchvision's ImageNet weights, newest recipe last. Every URL is a plain HTTPS download.
+TORCHVISION_URLS: dict[str, tuple[str, ...]] = {
+    "resnet18": ("https://download.pytorch.org/models/resnet18-f37072fd.pth",),
+    "resnet34": ("https://download.pytorch.org/models/resnet34-b627a593.pth",),
+    "resnet50": (
+        "https://download.pytorch.org/models/resnet50-0676ba61.pth",
+        "https://download.pytorch.org/models/resnet50-11ad3fa6.pth",
+    ),
+    "resnet101": (
+        "https://download.pytorch.org/models/resnet101-63fe2227.pth",
+        "https://download.pytorch.org/models/resnet101-cd907fc2.pth",
+    ),
+}
+
+_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C  # torch.serialization.MAGIC_NUMBER (legacy format)
+_PROTOCOL_VERSION = 1001  # torch.serialization.PROTOCOL_VERSION (legacy format)
+
+# torch storage class name -> element dtype (native byte order; files are converted on read).
+_STORAGE_DTYPES: dict[str, np.dtype] = {
+    "DoubleStorage": np.dtype(np.float64),
+    "FloatStorage": np.dtype(np.float32),
+    "HalfStorage": np.dtype(np.float16),
+    "BFloat16Storage": np.dtype(ml_dtypes.bfloat16),
+    "LongStorage": np.dtype(np.int64),
+    "IntStorage": np.dtype(np.int32),
+    "ShortStorage": np.dtype(np.int16),
+    "CharStorage": np.dtype(np.int8),
+    "ByteStorage": np.dtype(np.uint8),
+    "BoolStorage": np.dtype(np.bool_),
+    "ComplexFloatStorage": np.dtype(np.complex64),
+    "ComplexDoubleStorage": np.dtype(np.complex128),
+}
+
+
+def _from_bytes(raw: bytes, dtype: np.dtype, byteorder: str) -> np.ndarray:
+    """Raw storage bytes written in ``byteorder`` ('little' / 'big') -> owned array."""
+    array = np.frombuffer(raw, dtype)
+    return array.byteswap() if byteorder != sys.byteorder else array.copy()
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """The checkpoint's pickle names a global that is not part of a tensor checkpoint."""
+
+
+class CheckpointFormatError(ValueError):
+    """The file is not a readable torch checkpoint (or is malformed)."""
+
+
+class CheckpointMismatchError(ValueError):
+    """The checkpoint's keys or shapes do not match the encoder."""
+
+
+class _StorageType:
+    """Stands in for ``torch.FloatStorage`` etc.: only carries the element dtype."""
+
+    __slots__ = ("dtype", "name")
+
+    def __init__(self, name: str, dtype: np.dtype):
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "dtype", dtype)
+
+    def __setattr__(self, key, value):
+        raise AttributeError("read-only")
+
+    def __setstate__(self, state):
+        # The BUILD opcode calls __setstate__ on whatever object is on the stack; refuse
+        # rather than let the file mutate our stand-ins.
+        raise pickle.UnpicklingError("BUILD on a storage type is not part of a checkpoint")
+
+    def __call__(self, *args, **kwargs):
+        # Old pickles may call a storage class; a state dict never does.
+        raise pickle.UnpicklingError(f"refusing to construct torch.{self.name} from pickle data")
+
+    def __repr__(self) -> str:
+        return f"torch.{self.name}"
+
+
+class _Storage:
+    """A typed storage: ``numel`` elements of ``dtype``, read on first use.
+
+    ``view_of`` / ``view_offset`` describe legacy storage views (a slice of a root storage).
+    """
+
+    def __init__(self, dtype: np.dtype, numel: int, read, view_of=None, view_offset: int = 0):
+        self.dtype = dtype
+        self.numel = numel
+        self._read = read  # () -> np.ndarray [numel], or None for a view
+        self._array = None
+        self.view_of = view_of
+        self.view_offset = view_offset
+
+    def __setstate__(self, state):
+        raise pickle.UnpicklingError("BUILD on a storage is not part of a checkpoint")
+
+    def array(self) -> np.ndarray:
+        if self._array is None:
+            if self.view_of is not None:
+                root = self.view_of.array()
+                self._array = root[self.view_offset : self.view_offset + self.numel]
+            else:
+                self._array = self._read()
+        return self._array
+
+
+class _TensorRef:
+    """A tensor as rebuilt by the pickle: materialised after all storages are known."""
+
+    __slots__ = ("offset", "size", "storage", "stride")
+
+    def __init__(self, storage, offset, size, stride):
+        self.storage = storage
+        self.offset = offset
+        self.size = size
+        self.stride = stride
+
+    def __setstate__(self, state):
+        raise pickle.UnpicklingError("BUILD on a tensor is not part of a checkpoint")
+
+
+def _int_tuple(value: Any, what: str) -> tuple[int, ...]:
+    # torch pickles sizes as tuples and strides as tuples (or torch.Size -> tuple).
+    if not isinstance(value, tuple | list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        raise CheckpointFormatError(f"tensor {what} must be a tuple of ints, got {value!r}")
+    return tuple(value)
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride):
+    """Local ``torch._utils._rebuild_tensor``: validates and defers the array view."""
+    if not isinstance(storage, _Storage):
+        raise CheckpointFormatError(f"tensor storage is {type(storage).__name__}, not a storage")
+    if not isinstance(storage_offset, int) or storage_offset < 0:
+        raise CheckpointFormatError(f"bad tensor storage offset {storage_offset!r}")
+    size = _int_tuple(size, "size")
+    stride = _int_tuple(stride, "stride")
+    if len(size) != len(stride) or min((*size, *stride, 0)) < 0:
+        raise CheckpointFormatError(f"bad tensor size {size} / stride {stride}")
+    if 0 not in size:
+        last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
+        if last >= storage.numel:
+            raise CheckpointFormatError(
+                f"tensor (offset {storage_offset}, size {size}, stride {stride}) reaches "
+                f"element {last} of a storage of {storage.numel}"
+            )
+    return _TensorRef(storage, storage_offset, size, stride)
+
+
+def _rebuild_tensor_v2(
+    storage, storage_offset, size, stride, requires_grad, backward_hooks, metadata=None
+):
+    """Local ``torch._utils._rebuild_tensor_v2`` (grad flag, hooks, metadata ignored)."""
+    del requires_grad, backward_hooks, metadata
+    return _rebuild_tensor(storage, storage_offset, size, stride)
+
+
+def _rebuild_parameter(data, requires_grad, backward_hooks, state=None):
+    """Local ``torch._utils._rebuild_parameter{,_with_state}``: a parameter is its data."""
+    del requires_grad, backward_hooks, state
+    if not isinstance(data, _TensorRef):
+        raise CheckpointFormatError(f"parameter data is {type(data).__name__}, not a tensor")
+    return data
+
+
+def _allowed_global(module: str, name: str):
+    if module == "collections" and name == "OrderedDict":
+        return collections.OrderedDict
+    if module == "torch._utils":
+        if name in ("_rebuild_tensor", "_rebuild_tensor_v2"):
+            return {"_rebuild_tensor": _rebuild_tensor, "_rebuild_tensor_v2": _rebuild_tensor_v2}[
+                name
+            ]
+        if name in ("_rebuild_parameter", "_rebuild_parameter_with_state"):
+            return _rebuild_parameter
+    if module in ("torch", "torch.cuda") and name in _STORAGE_DTYPES:
+        return _StorageType(name, _STORAGE_DTYPES[name])
+    return None
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Admits only the globals of a tensor checkpoint; storages via ``persistent_load``."""
+
+    def __init__(self, file, path: str, persistent_load=None):
+        # utf-8: the default of torch.load; decodes Python 2 str keys of legacy files.
+        super().__init__(file, encoding="utf-8")
+        self._path = path
+        self._persistent_load = persistent_load
+
+    def find_class(self, module: str, name: str):
+        found = _allowed_global(module, name)
+        if found is None:
+            raise UnsafeCheckpointError(
+                f"refusing to load global {module}.{name} from {self._path}: "
+                "not a tensor checkpoint"
+            )
+        return found
+
+    def persistent_load(self, pid):
+        if self._persistent_load is None:
+            raise CheckpointFormatError(f"{self._path}: unexpected persistent id {pid!r}")
+        return self._persistent_load(pid)
+
+
+def _storage_type(value: Any, path: str) -> _StorageType:
+    if not isinstance(value, _StorageType):
+        raise CheckpointFormatError(f"{path}: storage type {value!r} is not a torch storage class")
+    return value
+
+
+def _as_str(value: Any) -> str:
+    # Legacy files written by Python 2 may carry these fields as bytes.
+    return value.decode("ascii") if isinstance(value, bytes) else value
+
+
+def _load_zip(path: str) -> Any:
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
+        # torch.load tells TorchScript archives apart by their constants.pkl record.
+        if any(n.endswith("/constants.pkl") and n.count("/") == 1 for n in names):
+            raise CheckpointFormatError(
+                f"{path} is a TorchScript archive (torch.jit.save), not a state dict: "
+                "save model.state_dict() with torch.save instead"
+            )
+        if len(pickles) != 1:
+            raise CheckpointFormatError(
+                f"{path} is a zip file but not a torch checkpoint: expected one "
+                f"'<name>/data.pkl', found {pickles or 'none'}"
+            )
+        prefix = pickles[0][: -len("data.pkl")]
+        byteorder = "little"
+        if prefix + "byteorder" in names:
+            byteorder = zf.read(prefix + "byteorder").decode("ascii", "replace").strip()
+            if byteorder not in ("little", "big"):
+                raise CheckpointFormatError(f"{path}: unknown byteorder record {byteorder!r}")
+        storages: dict[str, _Storage] = {}
+
+        def read_record(key: str, dtype: np.dtype, numel: int):
+            def read():
+                record = f"{prefix}data/{key}"
+                try:
+                    raw = zf.read(record)
+                except KeyError:
+                    raise CheckpointFormatError(
+                        f"{path}: storage record {record} is missing"
+                    ) from None
+                nbytes = numel * dtype.itemsize
+                if len(raw) != nbytes:
+                    raise CheckpointFormatError(
+                        f"{path}: storage {record} has {len(raw)} bytes, expected {nbytes} "
+                        f"({numel} x {dtype})"
+                    )
+                return _from_bytes(raw, dtype, byteorder)
+
+            return read
+
+        def persistent_load(pid):
+            if not (isinstance(pid, tuple) and len(pid) == 5 and _as_str(pid[0]) == "storage"):
+                raise CheckpointFormatError(f"{path}: unexpected persistent id {pid!r}")
+            _, storage_type, key, _location, numel = pid
+            storage_type = _storage_type(storage_type, path)
+            key = _as_str(key)
+            if not isinstance(key, str) or not isinstance(numel, int) or numel < 0:
+                raise CheckpointFormatError(f"{path}: malformed storage id {pid!r}")
+            if key not in storages:
+                storages[key] = _Storage(
+                    storage_type.dtype, numel, read_record(key, storage_type.dtype, numel)
+                )
+            return storages[key]
+
+        unpickler = _RestrictedUnpickler(
+            io.BytesIO(zf.read(pickles[0])), path, persistent_load=persistent_load
+        )
+        obj = unpickler.load()
+        # Materialise while the zip is open (storages are read lazily).
+        return _materialise(obj)
+
+
+def _load_legacy(path: str) -> Any:
+    with open(path, "rb") as f:
+
+        def load_plain():
+            # Header pickles hold ints and a dict only: no globals, no persistent ids.
+            return _RestrictedUnpickler(f, path).load()
+
+        try:
+            magic = load_plain()
+        except UnsafeCheckpointError:
+            raise
+        except Exception as e:
+            raise CheckpointFormatError(
+                f"{path} is neither a zip-format nor a legacy torch checkpoint ({e}); "
+                "re-save it with a recent PyTorch: torch.save(torch.load(p), p2)"
+            ) from e
+        if magic != _MAGIC_NUMBER:
+            raise CheckpointFormatError(
+                f"{path} is not a torch checkpoint (bad magic number); re-save it with a "
+                "recent PyTorch (torch >= 1.6 writes the zip format): torch.save(torch.load(p), p2)"
+            )
+        protocol = load_plain()
+        if protocol != _PROTOCOL_VERSION:
+            raise CheckpointFormatError(f"{path}: unsupported legacy protocol version {protocol}")
+        sys_info = load_plain()
+        if isinstance(sys_info, dict) and not sys_info.get("little_endian", True):
+            raise CheckpointFormatError(
+                f"{path} was written on a big-endian machine; re-save it with a recent "
+                "PyTorch (zip format): torch.save(torch.load(p), p2)"
+            )
+
+        roots: dict[str, _Storage] = {}
+        views: dict[str, _Storage] = {}
+
+        def persistent_load(pid):
+            if not (isinstance(pid, tuple) and len(pid) == 6 and _as_str(pid[0]) == "storage"):
+                raise CheckpointFormatError(f"{path}: unexpected persistent id {pid!r}")
+            _, storage_type, root_key, _location, numel, view_metadata = pid
+            storage_type = _storage_type(storage_type, path)
+            root_key = _as_str(root_key)
+            if not isinstance(root_key, str) or not isinstance(numel, int) or numel < 0:
+                raise CheckpointFormatError(f"{path}: malformed storage id {pid!r}")
+            if root_key not in roots:
+                roots[root_key] = _Storage(storage_type.dtype, numel, read=None)
+            root = roots[root_key]
+            if view_metadata is None:
+                return root
+            view_key, offset, view_size = view_metadata
+            view_key = _as_str(view_key)
+            if (
+                not (isinstance(offset, int) and isinstance(view_size, int) and offset >= 0)
+                or offset + view_size > root.numel
+            ):
+                raise CheckpointFormatError(f"{path}: storage view {view_metadata!r} out of range")
+            if view_key not in views:
+                views[view_key] = _Storage(
+                    root.dtype, view_size, read=None, view_of=root, view_offset=offset
+                )
+            return views[view_key]
+
+        obj = _RestrictedUnpickler(f, path, persistent_load=persistent_load).load()
+        keys = load_plain()
+        if not isinstance(keys, list):
+            raise CheckpointFormatError(f"{path}: storage key list missing")
+        # The raw storages follow in the order of `keys`, each as an int64 element count
+        # (little-endian) and the elements.
+        for key in keys:
+            key = _as_str(key)
+            if key not in roots:
+                raise CheckpointFormatError(f"{path}: data for unknown storage {key!r}")
+            storage = roots[key]
+            header = f.read(8)
+            if len(header) != 8:
+                raise CheckpointFormatError(f"{path}: truncated before storage {key}")
+            (numel,) = struct.unpack("<q", header)
+            if numel != storage.numel:
+                raise CheckpointFormatError(
+                    f"{path}: storage {key} holds {numel} elements, its tensors expect "
+                    f"{storage.numel}"
+                )
+            nbytes = numel * storage.dtype.itemsize
+            raw = f.read(nbytes)
+            if len(raw) != nbytes:
+                raise CheckpointFormatError(f"{path}: truncated in storage {key}")
+            # torch < 1.6 wrote storages in the host's order; every such file is little-endian
+            # (big-endian ones are refused above from their sys_info).
+            storage._array = _from_bytes(raw, storage.dtype, "little")
+        for key, storage in roots.items():
+            if storage._array is None:
+                raise CheckpointFormatError(f"{path}: no data for storage {key}")
+        return _materialise(obj)
+
+
+def _materialise(obj: Any, _active: frozenset = frozenset()) -> Any:
+    """Replaces every `_TensorRef` in nested dicts / lists / tuples by a NumPy array."""
+    if isinstance(obj, _TensorRef):
+        base = obj.storage.array()
+        itemsize = base.dtype.itemsize
+        if 0 in obj.size:
+            return np.zeros(obj.size, base.dtype)
+        # Bounds were checked in _rebuild_tensor, so this view stays inside the storage.
+        view = np.lib.stride_tricks.as_strided(
+            base[obj.offset :],
+            shape=obj.size,
+            strides=tuple(s * itemsize for s in obj.stride),
+            writeable=False,
+        )
+        return np.array(view)  # own, contiguous copy
+    if not isinstance(obj, dict | list | tuple):
+        return obj
+    if id(obj) in _active:
+        # A pickle can build self-referencing containers; a state dict never is one.
+        raise CheckpointFormatError("checkpoint contains a self-referencing container")
+    active = _active | {id(obj)}
+    if isinstance(obj, dict):
+        items = ((k, _materialise(v, active)) for k, v in obj.items())
+        return (
+            collections.OrderedDict(items)
+            if isinstance(obj, collections.OrderedDict)
+            else dict(items)
+        )
+    values = [_materialise(v, active) for v in obj]
+    return values if isinstance(obj, list) else tuple(values)
+
+
+def _download_hint(arch: str | None) -> str:
+    archs = [arch] if arch in TORCHVISION_URLS else list(TORCHVISION_URLS)
+    urls = "; ".join(f"{a}: {' or '.join(TORCHVISION_URLS[a])}" for a in archs)
+    return (
+        "torchvision ImageNet weights come from the torchvision model zoo: download the file "
+        f"on a machine with internet access ({urls}), e.g. with `curl -LO URL`, and pass its "
+        "path (torchvision also caches them in ~/.cache/torch/hub/checkpoints/)"
+    )
+
+
+def load_torch_checkpoint(path: str | os.PathLike) -> Any:
+    """Reads a ``torch.save`` file without torch and without executing pickled code.
+
+    Args:
+        path: a zip-format (torch ≥ 1.6) or legacy-format (torch < 1.6) checkpoint.
+
+    Returns:
+        The saved object (typically an ``OrderedDict`` state dict) with every tensor
+        replaced by a C-contiguous NumPy array of its dtype (float32 for FloatStorage,
+        int64 for LongStorage, ``ml_dtypes.bfloat16`` for BFloat16Storage, ...).
+
+    Raises:
+        FileNotFoundError: no file at ``path``; the message says where torchvision
+            weights come from.
+        UnsafeCheckpointError: the pickle names a global other than the tensor-rebuild
+            functions, ``OrderedDict`` and storage types (nothing is executed).
+        CheckpointFormatError: not a torch checkpoint, a TorchScript archive, the ancient
+            tar format, or malformed storages.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no torch checkpoint at {path!r}. {_download_hint(None)}")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head == b"PK\x03\x04":
+        return _load_zip(path)
+    if tarfile.is_tarfile(path):
+        raise CheckpointFormatError(
+            f"{path} uses the tar-based format of the earliest torch releases, which this "
+            "reader does not support; re-save it with a recent PyTorch: "
+            "torch.save(torch.load(p), p2)"
+        )
+    return _load_legacy(path)
+
+
+def _torch_key(path: tuple) -> tuple[str, str]:
+    """nnx state path -> (torch key, kind); e.g. ('layer1', 0, 'conv1', 'kernel')."""
+    *module, leaf = path
+    prefix = ".".join(str(p) for p in module)
+    name = {
+        "kernel": "weight",
+        "scale": "weight",
+        "bias": "bias",
+        "mean": "running_mean",
+        "var": "running_var",
+    }.get(leaf)
+    if name is None:
+        raise CheckpointMismatchError(f"encoder variable {path} has no torchvision counterpart")
+    return f"{prefix}.{name}", leaf
+
+
+def _encoder_variables(encoder: ResNet) -> list[tuple[tuple, str, str, tuple[int, ...]]]:
+    """[(nnx path, torch key, leaf kind, torch-layout shape)] for Params and BatchStats."""
+    out = []
+    for path, var in nnx.to_flat_state(nnx.state(encoder, (nnx.Param, nnx.BatchStat))):
+        key, leaf = _torch_key(path)
+        shape = tuple(var.shape)
+        if leaf == "kernel":
+            shape = (shape[3], shape[2], shape[0], shape[1])  # HWIO -> OIHW
+        out.append((path, key, leaf, shape))
+    return out
+
+
+def torchvision_key_shapes(encoder: ResNet) -> dict[str, tuple[int, ...]]:
+    """The torchvision state-dict keys (without ``fc`` and ``num_batches_tracked``) and
+    their torch-layout shapes that `load_torchvision_resnet` expects for ``encoder``."""
+    return {key: shape for _, key, _, shape in _encoder_variables(encoder)}
+
+
+def encoder_to_torchvision_state_dict(encoder: ResNet) -> dict[str, np.ndarray]:
+    """The inverse of the import: ``encoder``'s variables as a torchvision state dict.
+
+    Returns:
+        ``{key: array}`` with conv weights in OIHW, BN ``weight/bias/running_mean/
+        running_var``; no ``fc`` and no ``num_batches_tracked``.
+    """
+    flat = dict(nnx.to_flat_state(nnx.state(encoder, (nnx.Param, nnx.BatchStat))))
+    out = {}
+    for path, key, leaf, _ in _encoder_variables(encoder):
+        value = np.asarray(flat[path][...])
+        out[key] = value.transpose(3, 2, 0, 1) if leaf == "kernel" else value
+    return out
+
+
+def _find_state_dict(obj: Any, path: str, prefix: str) -> dict[str, np.ndarray]:
+    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        obj = obj["state_dict"]  # training checkpoints: {'state_dict': ..., 'epoch': ...}
+    if not isinstance(obj, Mapping):
+        raise CheckpointFormatError(
+            f"{path} holds a {type(obj).__name__}, not a state dict (a mapping of names to "
+            "tensors); save model.state_dict()"
+        )
+    out = {}
+    for key, value in obj.items():
+        if not isinstance(key, str) or not key.startswith(prefix):
+            continue
+        out[key[len(prefix) :]] = value
+    return out
+
+
+def _listing(items: list[str], sep: str = ", ", limit: int = 12) -> str:
+    # A ResNet-50 file loaded into a ResNet-18 would otherwise list hundreds of keys.
+    shown = sep.join(items[:limit])
+    return shown if len(items) <= limit else f"{shown}{sep}... ({len(items) - limit} more)"
+
+
+def load_torchvision_resnet(
+    path: str | os.PathLike, encoder: ResNet, *, prefix: str = ""
+) -> list[str]:
+    """Copies torchvision ResNet weights from a checkpoint into ``encoder`` in place.
+
+    Args:
+        path: a torchvision ResNet checkpoint (any format `load_torch_checkpoint` reads),
+            e.g. ``resnet50-0676ba61.pth``; a dict with a ``'state_dict'`` entry works too.
+        encoder: a `ResNet` of the same architecture (``create_encoder('resnet50', ...)``);
+            may be abstract (``nnx.eval_shape``), it is fully concrete afterwards.
+        prefix: only keys starting with it are used, with it removed (e.g. ``'module.'``
+            for ``DataParallel`` checkpoints, ``'backbone.'`` for a detector's).
+
+    Returns:
+        The checkpoint keys that were deliberately skipped (``fc.*``,
+        ``*.num_batches_tracked``), sorted.
+
+    Raises:
+        FileNotFoundError: no file at ``path``; the message gives the download URL.
+        CheckpointMismatchError: a missing key, an unexpected key, or a shape mismatch
+            (each named with the expected and the found shape); ``encoder`` is unchanged.
+        UnsafeCheckpointError, CheckpointFormatError: see `load_torch_checkpoint`.
+    """
+    if not isinstance(encoder, ResNet):
+        raise TypeError(f"load_torchvision_resnet needs a ResNet encoder, got {type(encoder)}")
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"no torchvision checkpoint at {path!r}. {_download_hint(encoder.arch)}"
+        )
+    state_dict = _find_state_dict(load_torch_checkpoint(path), path, prefix)
+    arch = encoder.arch or f"ResNet({encoder.block}, {encoder.layers})"
+
+    skipped = sorted(
+        k for k in state_dict if k.startswith("fc.") or k.endswith(".num_batches_tracked")
+    )
+    used = set(skipped)
+    missing, mismatched, updates = [], [], []
+    for var_path, key, leaf, expected in _encoder_variables(encoder):
+        if key not in state_dict:
+            missing.append(key)
+            continue
+        used.add(key)
+        value = state_dict[key]
+        found = tuple(np.shape(value))
+        if not isinstance(value, np.ndarray) or found != expected:
+            what = f"shape {found}" if isinstance(value, np.ndarray) else type(value).__name__
+            mismatched.append(f"{key}: expected {expected}, found {what}")
+            continue
+        if leaf == "kernel":
+            value = value.transpose(2, 3, 1, 0)  # OIHW -> HWIO
+        updates.append((var_path, value))
+    unexpected = sorted(set(state_dict) - used)
+    if missing or mismatched or unexpected:
+        parts = []
+        if mismatched:
+            parts.append(
+                "shape mismatch (torch layout, conv weights OIHW): " + _listing(mismatched, "; ")
+            )
+        if missing:
+            parts.append("missing keys: " + _listing(missing))
+        if unexpected:
+            parts.append("unexpected keys: " + _listing(unexpected))
+        hint = (
+            f" Is it a checkpoint of {encoder.arch}?"
+            if encoder.arch
+            else " Is the architecture right?"
+        )
+        raise CheckpointMismatchError(
+            f"checkpoint {path} does not match {arch}: " + " | ".join(parts) + "." + hint
+        )
+
+    # All checks passed: write every variable at once, cast to the encoder's dtypes.
+    state = nnx.state(encoder, (nnx.Param, nnx.BatchStat))
+    flat = dict(nnx.to_flat_state(state))
+    new_values = {}
+    for var_path, value in updates:
+        dtype = flat[var_path].dtype
+        new_values[var_path] = flat[var_path].replace(jnp.asarray(value, dtype=dtype))
+    nnx.update(encoder, nnx.from_flat_state(new_values))
+    return skipped
