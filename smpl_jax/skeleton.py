@@ -49,6 +49,17 @@ LSP_14_NAMES: tuple[str, ...] = (
     "left_wrist", "neck", "head_top",
 )  # fmt: skip
 
+#: SPIN's 24-joint keypoint order (`part`, `S` in SPIN's dataset files).
+J24_NAMES: tuple[str, ...] = (
+    "right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle",
+    "right_wrist", "right_elbow", "right_shoulder", "left_shoulder", "left_elbow",
+    "left_wrist", "neck", "head_top", "pelvis", "thorax", "spine", "jaw", "head",
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
+)  # fmt: skip
+
+#: Where each H36M-17 joint goes in J24 (SPIN's `global_idx` in its H36M preprocessing).
+H36M_TO_J24: tuple[int, ...] = (14, 3, 4, 5, 2, 1, 0, 16, 12, 17, 18, 9, 10, 11, 8, 7, 6)
+
 #: H36M-17 → LSP-14 (SPIN's `H36M_TO_J14`).
 H36M_TO_J14: tuple[int, ...] = (6, 5, 4, 1, 2, 3, 16, 15, 14, 11, 12, 13, 8, 10)
 #: SPIN's 24-joint keypoint order → LSP-14 (SPIN's `J24_TO_J14`).
@@ -73,6 +84,7 @@ def _mirror_permutation(names: tuple[str, ...]) -> tuple[int, ...]:
 FLIP_PERMUTATION: tuple[int, ...] = _mirror_permutation(JOINT_NAMES)
 H36M_17_FLIP_PERMUTATION: tuple[int, ...] = _mirror_permutation(H36M_17_NAMES)
 LSP_14_FLIP_PERMUTATION: tuple[int, ...] = _mirror_permutation(LSP_14_NAMES)
+J24_FLIP_PERMUTATION: tuple[int, ...] = _mirror_permutation(J24_NAMES)
 
 
 def validate_parents(parents, num_joints: int | None = None, *, source: str = "parents"):
