@@ -1,6 +1,6 @@
 """Seconds per image of HKMR vs HMR with the same encoder, whole model and head alone.
 
-    python benchmarks/regressor_latency.py                       # ResNet-50 at 224 and the CPU config
+    python benchmarks/regressor_latency.py     # ResNet-50 at 224 and the CPU-sized config
     python benchmarks/regressor_latency.py --encoders small_cnn:128 --batches 1 64
 
 Also prints jit compile time of the HKMR head as the number of inner iterations grows
@@ -49,8 +49,8 @@ def main(argv=None):
     parser.add_argument("--inner", type=int, nargs="+", default=[1, 2, 4, 8])
     args = parser.parse_args(argv)
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()})")
-    header = f"{'encoder':>14} {'B':>4} {'part':>6} {'HMR s/img':>11} {'HKMR s/img':>11} {'ratio':>6}"
-    print(header)
+    print(f"{'encoder':>14} {'B':>4} {'part':>6} {'HMR s/img':>11} {'HKMR s/img':>11} "
+          f"{'ratio':>6}")  # fmt: skip
     for spec in args.encoders:
         name, size = spec.split(":")
         size = int(size)

@@ -9,6 +9,21 @@ from smpl_jax import skeleton
 _HIGHEST = "highest"  # exact float32 GEMMs on GPU/TPU too (no TF32 / bf16 passes)
 
 
+def _matmul3(a, b):
+    """[..., 3, 3] @ [..., 3, n] as three explicit multiply-adds.
+
+    No dot_general on purpose: jax/jaxlib 0.10.2 on CPU miscompiles a batched
+    dot_general fed by gathers once `vmap` adds batch dimensions ("hlo verifier:
+    Expected instruction to have shape ..."); tests/test_model.py covers jit(vmap(...)).
+    The operands are tiny, so nothing is lost.
+    """
+    return (
+        a[..., :, 0:1] * b[..., 0:1, :]
+        + a[..., :, 1:2] * b[..., 1:2, :]
+        + (a[..., :, 2:3] * b[..., 2:3, :])
+    )
+
+
 def forward_kinematics(rotations, rest_joints, parents):
     """Compose local joint rotations down the tree.
 
@@ -34,10 +49,8 @@ def forward_kinematics(rotations, rest_joints, parents):
         idx = list(level)
         par = [parents[j] for j in idx]
         parent_rot = global_rot[:, par]
-        global_rot = global_rot.at[:, idx].set(
-            jnp.matmul(parent_rot, rotations[:, idx], precision=_HIGHEST)
-        )
-        moved = jnp.einsum("bjik,bjk->bji", parent_rot, offsets[:, idx], precision=_HIGHEST)
+        global_rot = global_rot.at[:, idx].set(_matmul3(parent_rot, rotations[:, idx]))
+        moved = _matmul3(parent_rot, offsets[:, idx][..., None])[..., 0]
         posed = posed.at[:, idx].set(moved + posed[:, par])
     return global_rot, posed
 
@@ -56,7 +69,7 @@ def skinning_transforms(global_rotations, posed_joints, rest_joints):
     Returns:
       [B, J, 3, 4]: rotation and translation stacked column-wise.
     """
-    rotated_rest = jnp.einsum("bjik,bjk->bji", global_rotations, rest_joints, precision=_HIGHEST)
+    rotated_rest = _matmul3(global_rotations, rest_joints[..., None])[..., 0]
     translation = posed_joints - rotated_rest
     return jnp.concatenate([global_rotations, translation[..., None]], axis=-1)
 

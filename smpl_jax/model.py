@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import NamedTuple
 
 import jax
@@ -119,48 +120,57 @@ class SMPL:
         body_pose = _check("body_pose", body_pose, batch, (nj - 1, *rot_tail), dtype, pose2rot)
         global_orient = _check("global_orient", global_orient, batch, (1, *rot_tail), dtype)
 
-        if pose2rot:
-            pose = jnp.concatenate([global_orient, body_pose], axis=1)
-            rotations = rotation.axis_angle_to_matrix(pose)
-        else:
-            rotations = jnp.concatenate([global_orient, body_pose], axis=1)
+        transl = (
+            jnp.zeros((batch, 3), dtype) if transl is None
+            else _check("transl", transl, batch, (3,), dtype)
+        )  # fmt: skip
+        # Validation stays outside (shapes are static, messages need Python); the
+        # arithmetic is one jitted program, so even eager calls run compiled.
+        return _forward(self, betas, global_orient, body_pose, transl, pose2rot=pose2rot)
 
-        # Inside, meshes are planar, [B, 3, V] (x, y, z planes): each blend is one GEMM
-        # for the whole batch, [B, K] @ [K, 3·V], and skinning is then elementwise along
-        # V. Measured on CPU, this is ~3× faster than [B, V, 3] (whose 3-wide minor axis
-        # makes XLA reduce and broadcast over tiny strided axes).
-        nv = self.num_vertices
-        v_shaped = self.v_template.T.reshape(1, -1) + jnp.matmul(
-            betas, self.shapedirs, precision=_HIGHEST
+
+@functools.partial(jax.jit, static_argnames="pose2rot")
+def _forward(body: SMPL, betas, global_orient, body_pose, transl, pose2rot) -> SMPLOutput:
+    """The SMPL function on validated inputs (see `SMPL.__call__`)."""
+    batch, nj, nv, dtype = betas.shape[0], body.num_joints, body.num_vertices, body.dtype
+    if pose2rot:
+        rotations = rotation.axis_angle_to_matrix(
+            jnp.concatenate([global_orient, body_pose], axis=1)
         )
-        rest_joints = self.joint_template + jnp.matmul(
-            betas, self.joint_shapedirs, precision=_HIGHEST
-        ).reshape(batch, nj, 3)
+    else:
+        rotations = jnp.concatenate([global_orient, body_pose], axis=1)
 
-        pose_feature = (rotations[:, 1:] - jnp.eye(3, dtype=dtype)).reshape(batch, -1)
-        v_posed = v_shaped + jnp.matmul(pose_feature, self.posedirs, precision=_HIGHEST)
+    # Inside, meshes are planar, [B, 3, V] (x, y, z planes): each blend is one GEMM
+    # for the whole batch, [B, K] @ [K, 3·V], and skinning is then elementwise along
+    # V. Measured on CPU, this is ~3× faster than [B, V, 3] (whose 3-wide minor axis
+    # makes XLA reduce and broadcast over tiny strided axes).
+    v_shaped = body.v_template.T.reshape(1, -1) + jnp.matmul(
+        betas, body.shapedirs, precision=_HIGHEST
+    )
+    rest_joints = body.joint_template + jnp.matmul(
+        betas, body.joint_shapedirs, precision=_HIGHEST
+    ).reshape(batch, nj, 3)
 
-        global_rot, posed_joints = kinematics.forward_kinematics(
-            rotations, rest_joints, self.parents
-        )
-        skin = kinematics.skinning_transforms(global_rot, posed_joints, rest_joints)
-        vertices = kinematics.linear_blend_skinning(
-            skin, self.weights, v_posed.reshape(batch, 3, nv)
-        ).transpose(0, 2, 1)
-        v_shaped = v_shaped.reshape(batch, 3, nv).transpose(0, 2, 1)
+    pose_feature = (rotations[:, 1:] - jnp.eye(3, dtype=dtype)).reshape(batch, -1)
+    v_posed = v_shaped + jnp.matmul(pose_feature, body.posedirs, precision=_HIGHEST)
 
-        if transl is not None:
-            transl = _check("transl", transl, batch, (3,), dtype)[:, None]
-            vertices = vertices + transl
-            posed_joints = posed_joints + transl
-        transforms = jnp.concatenate(
-            [
-                jnp.concatenate([global_rot, posed_joints[..., None]], axis=-1),
-                jnp.broadcast_to(jnp.array([0, 0, 0, 1], dtype), (batch, nj, 1, 4)),
-            ],
-            axis=-2,
-        )
-        return SMPLOutput(vertices, posed_joints, rest_joints, rotations, transforms, v_shaped)
+    global_rot, posed_joints = kinematics.forward_kinematics(rotations, rest_joints, body.parents)
+    skin = kinematics.skinning_transforms(global_rot, posed_joints, rest_joints)
+    vertices = kinematics.linear_blend_skinning(
+        skin, body.weights, v_posed.reshape(batch, 3, nv)
+    ).transpose(0, 2, 1)
+    v_shaped = v_shaped.reshape(batch, 3, nv).transpose(0, 2, 1)
+
+    vertices = vertices + transl[:, None]
+    posed_joints = posed_joints + transl[:, None]
+    transforms = jnp.concatenate(
+        [
+            jnp.concatenate([global_rot, posed_joints[..., None]], axis=-1),
+            jnp.broadcast_to(jnp.array([0, 0, 0, 1], dtype), (batch, nj, 1, 4)),
+        ],
+        axis=-2,
+    )
+    return SMPLOutput(vertices, posed_joints, rest_joints, rotations, transforms, v_shaped)
 
 
 def regress_joints(vertices, regressor):
@@ -203,7 +213,8 @@ def _check(name, value, batch, tail, dtype, allow_flat=False, default_width=None
             raise ValueError(f"{name} must have shape [B, N], got {tuple(value.shape)}.")
     elif value.shape[1:] != tail:
         flat = int(np.prod(tail))
-        if value.shape[1:] in ((flat,), tail[1:]) and (allow_flat or tail[0] == 1):
+        squeezable = tail[0] == 1 and value.shape[1:] == tail[1:]  # [B, 3] for [B, 1, 3]
+        if (value.shape[1:] == (flat,) and (allow_flat or tail[0] == 1)) or squeezable:
             value = value.reshape(batch, *tail)
         else:
             expected = f"[B, {', '.join(map(str, tail))}]"
