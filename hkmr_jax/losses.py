@@ -1,0 +1,107 @@
+"""The training objective of HKMR (paper Eq. 3), summed over the T outer iterations.
+
+L = Σ_t λ_smpl L_smpl^t + λ_3D L_3D^t + λ_2D L_2D^t + λ_KL L_KL^t
+
+* L_smpl: squared error of pose and shape where `has_smpl`. The pose term compares
+  rotation matrices (as SPIN does) rather than axis-angle vectors, which are ambiguous
+  (θ and θ − 2π·θ/|θ| are the same rotation); the shape term compares betas.
+* L_3D: L1 between predicted and ground-truth root-centred 3D joints (paper: L1), over
+  the J24 slots the data labels (confidence-weighted) where `has_3d`.
+* L_2D: L1 between weak-perspective projections s·Π(X) + ρ of the predicted joints and
+  the 2D keypoints, confidence-weighted.
+* L_KL: KL(q(z|Θ̂) ‖ N(0, I)) from the frozen VAE encoder (a function passed in), or
+  nothing when the prior is off.
+
+Predicted J24 joints come from the predicted mesh through a 17-joint Human3.6M regressor
+(SPIN's J24 slots for those 17 joints; `geometry.j24_joints`). Every term is a mean over
+its entries, as in SPIN, so the weights do not depend on batch size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from hkmr_jax import geometry
+from hkmr_jax.models.params import RegressorOutput
+from smpl_jax import rotation
+
+
+@dataclasses.dataclass(frozen=True)
+class LossWeights:
+    """λs of Eq. 3. Defaults from SPIN (pose 1, betas 0.001, keypoints 5) where the paper
+    is silent; `kl` is ours (the paper gives no value)."""
+
+    smpl_pose: float = 1.0
+    smpl_betas: float = 0.001
+    joints_3d: float = 5.0
+    keypoints: float = 5.0
+    kl: float = 0.01
+
+
+def _weighted_mean(error, weight):
+    """Mean over all entries of error · weight (SPIN's normalisation)."""
+    return jnp.mean(error * weight)
+
+
+def regressor_loss(
+    out: RegressorOutput, batch, body, h36m_regressor, weights: LossWeights,
+    prior_kl: Callable | None = None,
+):  # fmt: skip
+    """Eq. 3 for a batch.
+
+    Args:
+      out: the regressor's output, T iterations × B examples.
+      batch: dict with the contract's keys (docs/CONTRACT_data.md): keypoints [B,24,3],
+        joints_3d [B,24,4], pose [B,72], betas [B,10], has_smpl [B], has_3d [B].
+      body: a `smpl_jax.SMPL`.
+      h36m_regressor: [17, V].
+      weights: `LossWeights`.
+      prior_kl: pose [N, 69] → [N] KL of the frozen VAE encoder, or None.
+
+    Returns:
+      (loss scalar, metrics: dict of per-term scalars summed over T).
+    """
+    t, b = out.betas.shape[:2]
+    flat = lambda x: x.reshape(t * b, *x.shape[2:])
+    smpl = body(betas=flat(out.betas), body_pose=flat(out.rotmat)[:, 1:],
+                global_orient=flat(out.rotmat)[:, :1], pose2rot=False)  # fmt: skip
+    joints, mask = geometry.j24_joints(smpl.vertices, h36m_regressor)
+    joints = joints.reshape(t, b, *joints.shape[1:])  # [T, B, 24, 3]
+
+    has_smpl = batch["has_smpl"].astype(out.betas.dtype)
+    gt_rotmat = body_rotmat(batch["pose"])
+    pose_err = jnp.square(out.rotmat - gt_rotmat[None])  # [T, B, 24, 3, 3]
+    l_pose = _weighted_mean(pose_err, has_smpl[None, :, None, None, None]) * t
+    betas_err = jnp.square(out.betas - batch["betas"][None])
+    l_betas = _weighted_mean(betas_err, has_smpl[None, :, None]) * t
+
+    conf3d = batch["joints_3d"][..., 3] * batch["has_3d"][:, None] * mask  # [B, 24]
+    gt3d = geometry.root_centred(batch["joints_3d"][..., :3])
+    err3d = jnp.abs(geometry.root_centred(joints) - gt3d[None])
+    l_3d = _weighted_mean(err3d, conf3d[None, :, :, None]) * t
+
+    keypoints = geometry.weak_perspective(joints, out.camera)  # [T, B, 24, 2]
+    conf2d = batch["keypoints"][..., 2] * mask
+    err2d = jnp.abs(keypoints - batch["keypoints"][None, ..., :2])
+    l_2d = _weighted_mean(err2d, conf2d[None, :, :, None]) * t
+
+    terms = {"smpl_pose": l_pose, "smpl_betas": l_betas, "joints_3d": l_3d, "keypoints": l_2d}
+    if prior_kl is not None:
+        terms["kl"] = jnp.mean(prior_kl(flat(out.pose)[:, 1:].reshape(t * b, 69))) * t
+    loss = sum(getattr(weights, name) * value for name, value in terms.items())
+    return loss, terms
+
+
+def body_rotmat(pose):
+    """[B, 72] axis-angle → [B, 24, 3, 3]."""
+    return rotation.axis_angle_to_matrix(pose.reshape(*pose.shape[:-1], 24, 3))
+
+
+def is_finite(tree) -> jax.Array:
+    """A scalar bool: every leaf of `tree` is finite (checked on device, no host sync)."""
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
