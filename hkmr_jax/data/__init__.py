@@ -1,0 +1,1 @@
+"""Datasets, augmentation, synthetic occlusions and the input pipeline."""

@@ -1,0 +1,723 @@
+"""SPIN-format datasets as TFDS builders writing array_record (no TensorFlow needed).
+
+SPIN's preprocessing (`dataset_extras/*.npz`, described in `shared/FORMATS.md`) lists,
+for every person, an image path, a box (`center`, `scale`) and its labels. One builder,
+`spin_format`, turns such a file and its image folder into 224 × 224 person crops with
+their labels, one TFDS *config* per dataset (`spin_format/h36m`, `spin_format/lsp`, ...)
+and one TFDS split per file. The table `DATASETS` is the single place that names the
+files::
+
+    python -m hkmr_jax.data.build --dataset h36m --manual_dir ~/spin_data \\
+        --data_dir ~/tensorflow_datasets --splits valid_p1,valid_p2
+
+    source = load_split("h36m", "valid_p1", data_dir="~/tensorflow_datasets")
+    example = to_example(source[0], dataset_id=0)    # the format of CONTRACT_data.md
+
+Stored record (one per row of the npz, in the npz's order, so `source[i]` has
+`example_id == i`):
+
+| key | dtype, shape | meaning |
+|---|---|---|
+| `image` | uint8 [224, 224, 3] | the crop, stored as JPEG (quality 95) |
+| `keypoints` | float32 [24, 3] | `part`: x, y in the crop's [-1, 1] coordinates, visibility |
+| `openpose` | float32 [25, 3] | `openpose`, normalised the same way |
+| `S` | float32 [24, 4] | 3D joints (metres) + confidence, as in the file |
+| `pose`, `shape` | float32 [72], [10] | SMPL axis-angle and betas |
+| `has_smpl` | float32 [] | |
+| `imgname` | bytes | image path relative to the image root |
+| `center`, `scale` | float32 [2], [] | the box, source pixels and side / 200 |
+| `gender` | bytes | b'm', b'f' (3DPW) or b'' when the file has none |
+| `example_id` | int64 [] | row in the npz |
+
+Keys a file lacks get SPIN's defaults (its `BaseDataset`): zeros for `part`,
+`openpose`, `S`, `pose`, `shape`; `has_smpl` is 1 when the file has `pose` and `shape`
+but no `has_smpl` (3DPW's test file), else 0.
+
+Crop geometry. Pixel coordinates are continuous (x right, y down): source pixel
+``[i, j]`` covers ``[j, j + 1) × [i, i + 1)``, as in `hkmr_jax.render`. The box is the
+square of side ``h = 200 · scale`` centred on `center`; a point ``p`` maps to
+``2 (p − center) / h`` ∈ [-1, 1] (the box centre to (0, 0), its right edge to x = +1),
+which is both how keypoints are normalised and where crop pixel centres sample the
+source. Resampling is bilinear (a triangle filter) and, when shrinking, widened to the
+output pixel spacing as PIL's bilinear resize does (SPIN resizes with PIL's bilinear);
+the image outside the source is black. SPIN rounds keypoints to whole crop pixels and
+crops at whole source pixels; here both are exact, a difference of under a pixel.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import dataclasses
+import io
+import os
+import pathlib
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import ClassVar
+
+import numpy as np
+import PIL.Image
+import tensorflow_datasets as tfds
+import tqdm
+
+from smpl_jax import skeleton
+
+#: Side of the stored crops, pixels (SPIN's `constants.IMG_RES`).
+IMG_RES = 224
+#: JPEG quality of the stored crops (~15-25 kB per crop rather than 147 kB raw).
+JPEG_QUALITY = 95
+#: The TFDS dataset name; each entry of `DATASETS` is one of its configs.
+TFDS_NAME = "spin_format"
+#: Folder of `manual_dir` that holds SPIN's npz files.
+EXTRAS_DIR = "dataset_extras"
+
+_PELVIS = skeleton.J24_NAMES.index("pelvis")
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitSource:
+    """Where one split comes from, relative to `manual_dir`.
+
+    Attributes:
+      npz_files: candidate file names in `dataset_extras/`; the first that exists is used.
+      image_root: folder of `manual_dir` that the npz's `imgname` paths are relative to.
+      example_imgname: a typical `imgname` of that file, for the instructions.
+    """
+
+    npz_files: tuple[str, ...]
+    image_root: str
+    example_imgname: str
+
+
+#: dataset → split → source. File names are SPIN's (`config.DATASET_FILES`; its
+#: preprocessing scripts write `h36m_train.npz` and `mpi_inf_3dhp_test.npz` under names
+#: that its released files and config spell differently, so both are accepted). Image
+#: roots follow SPIN's `config.DATASET_FOLDERS` (LSP's training file indexes the
+#: original, full-size LSP images, its test file the 'lsp_dataset' release).
+DATASETS: dict[str, dict[str, SplitSource]] = {
+    "h36m": {
+        "train": SplitSource(
+            ("h36m_single_train_openpose.npz", "h36m_train.npz"),
+            "h36m",
+            "images/S1_Directions_1.54138969_000001.jpg",
+        ),
+        "valid_p1": SplitSource(
+            ("h36m_valid_protocol1.npz",), "h36m", "images/S9_Directions_1.54138969_000001.jpg"
+        ),
+        "valid_p2": SplitSource(
+            ("h36m_valid_protocol2.npz",), "h36m", "images/S9_Directions_1.60457274_000001.jpg"
+        ),
+    },
+    "mpii": {"train": SplitSource(("mpii_train.npz",), "mpii", "images/015601864.jpg")},
+    "lsp": {
+        "train": SplitSource(
+            ("lsp_dataset_original_train.npz",), "lsp_dataset_original", "images/im0001.jpg"
+        ),
+        "test": SplitSource(("lsp_dataset_test.npz",), "lsp_dataset", "images/im1001.jpg"),
+    },
+    "lspet": {"train": SplitSource(("hr-lspet_train.npz",), "hr-lspet", "im00001.png")},
+    "coco2014": {
+        "train": SplitSource(
+            ("coco_2014_train.npz",), "coco", "train2014/COCO_train2014_000000000036.jpg"
+        )
+    },
+    "mpi_inf_3dhp": {
+        "train": SplitSource(
+            ("mpi_inf_3dhp_train.npz",),
+            "mpi_inf_3dhp",
+            "S1/Seq1/imageFrames/video_0/frame_000001.jpg",
+        ),
+        "test": SplitSource(
+            ("mpi_inf_3dhp_valid.npz", "mpi_inf_3dhp_test.npz"),
+            "mpi_inf_3dhp",
+            "mpi_inf_3dhp_test_set/TS1/imageSequence/img_000001.jpg",
+        ),
+    },
+    "3dpw": {
+        "test": SplitSource(
+            ("3dpw_test.npz",), "3DPW", "imageFiles/downtown_arguing_00/image_00000.jpg"
+        )
+    },
+}
+
+# Per-row arrays of a SPIN npz: shape after the leading N, and the default when absent
+# (None: required).
+_NPZ_KEYS: dict[str, tuple[tuple[int, ...], float | None]] = {
+    "center": ((2,), None),
+    "scale": ((), None),
+    "part": ((24, 3), 0.0),
+    "openpose": ((25, 3), 0.0),
+    "S": ((24, 4), 0.0),
+    "pose": ((72,), 0.0),
+    "shape": ((10,), 0.0),
+    "has_smpl": ((), 0.0),  # but 1 when `pose` and `shape` are present: see read_npz
+}
+
+
+def _layout_lines(name: str) -> list[str]:
+    lines = []
+    for split, src in DATASETS[name].items():
+        files = " or ".join(f"{EXTRAS_DIR}/{f}" for f in src.npz_files)
+        lines.append(f"  {name}/{split}: {files}")
+        lines.append(f"      images: {src.image_root}/<imgname>, e.g. {src.image_root}/"
+                     f"{src.example_imgname}")  # fmt: skip
+    return lines
+
+
+def expected_layout(name: str | None = None) -> str:
+    """The `manual_dir` layout, for one dataset or (None) all of them, as text."""
+    names = list(DATASETS) if name is None else [name]
+    lines = [
+        "manual_dir must hold SPIN's npz files in dataset_extras/ and each dataset's "
+        "images under its image root, at the relative path that the npz's `imgname` "
+        "gives (image roots may be symlinks to where the datasets already are):",
+    ]
+    for n in names:
+        lines.extend(_layout_lines(n))
+    return "\n".join(lines)
+
+
+def _check_name(name: str) -> dict[str, SplitSource]:
+    if name not in DATASETS:
+        raise ValueError(
+            f"Unknown SPIN-format dataset {name!r}; valid names: {', '.join(DATASETS)}."
+        )
+    return DATASETS[name]
+
+
+def _check_splits(name: str, splits: Iterable[str] | None) -> tuple[str, ...]:
+    table = _check_name(name)
+    if splits is None:
+        return tuple(table)
+    splits = tuple(splits)
+    unknown = [s for s in splits if s not in table]
+    if unknown or not splits:
+        raise ValueError(
+            f"Unknown split(s) {unknown} of SPIN-format dataset {name!r}; "
+            f"valid splits: {', '.join(table)}."
+        )
+    return splits
+
+
+# ---------------------------------------------------------------------------------------
+# Geometry: SPIN's crop and keypoint normalisation.
+
+
+def normalize_keypoints(points, center, scale):
+    """Source-pixel keypoints → the crop's [-1, 1] coordinates; confidence kept.
+
+    Args:
+      points: [..., K, 3] x, y (continuous pixels), confidence.
+      center: [2] box centre, pixels.
+      scale: box side / 200.
+
+    Returns:
+      float32 [..., K, 3]: x, y as ``2 (p − center) / (200 · scale)``, confidence.
+      All-zero rows (SPIN's marker for an unlabelled joint, and the default of an
+      absent key) stay zero rather than becoming the image origin's coordinates.
+    """
+    points = np.asarray(points, np.float64)
+    side = 200.0 * float(scale)
+    xy = 2.0 * (points[..., :2] - np.asarray(center, np.float64)) / side
+    xy = np.where(np.any(points != 0, axis=-1, keepdims=True), xy, 0.0)
+    return np.concatenate([xy, points[..., 2:]], axis=-1).astype(np.float32)
+
+
+def _taps(coords: np.ndarray, spacing: float, size: int):
+    """Source pixels and weights, [len(coords), K] each, that resample to `coords`.
+
+    A triangle filter of half-width max(1, spacing) source pixels: bilinear when
+    enlarging, widened to the output spacing when shrinking (as PIL's bilinear resize),
+    so that thin structures average instead of aliasing. Weights are normalised over
+    the whole integer grid, so pixels outside the image count as black; their indices
+    are clipped into the image and their weights zeroed. `coords` are pixel-index
+    coordinates (pixel i's centre at i).
+    """
+    radius = max(1.0, spacing)
+    num_taps = int(np.ceil(2.0 * radius)) + 1
+    first = np.floor(coords - radius).astype(np.int64) + 1
+    idx = first[:, None] + np.arange(num_taps)  # every i with |i - c| < radius
+    w = np.maximum(0.0, 1.0 - np.abs(idx - coords[:, None]) / radius)
+    w /= w.sum(axis=1, keepdims=True)
+    w[(idx < 0) | (idx >= size)] = 0.0
+    return np.clip(idx, 0, size - 1), w.astype(np.float32)
+
+
+def crop_image(image, center, scale, res: int = IMG_RES) -> np.ndarray:
+    """SPIN's person crop: the square of side ``200 · scale`` at `center`, resized.
+
+    Args:
+      image: [H, W, C] (or [H, W]) array, any numeric dtype.
+      center: [2] box centre (x, y), continuous pixels.
+      scale: box side / 200.
+      res: output side, pixels.
+
+    Returns:
+      float32 [res, res, C] (or [res, res]): crop pixel (u, v) samples the source at
+      ``center + ((u + 0.5) / res − 0.5) · 200 · scale`` (and likewise v); black outside
+      the source image. Round and clip to get uint8.
+    """
+    image = np.asarray(image)
+    squeeze = image.ndim == 2
+    if squeeze:
+        image = image[..., None]
+    side = 200.0 * float(scale)
+    offsets = ((np.arange(res) + 0.5) / res - 0.5) * side
+    # Continuous coordinate c lies at pixel-index coordinate c - 0.5.
+    ix, wx = _taps(float(center[0]) + offsets - 0.5, side / res, image.shape[1])
+    iy, wy = _taps(float(center[1]) + offsets - 0.5, side / res, image.shape[0])
+    # Separable, a few taps per output pixel: rows first, then columns. (Dense
+    # resampling matrices cost ~100× more multiplications for a 1000-px box.)
+    x_lo, x_hi = ix.min(), ix.max() + 1
+    rows = np.zeros((res, x_hi - x_lo, image.shape[2]), np.float32)
+    for k in range(iy.shape[1]):
+        rows += wy[:, k, None, None] * image[iy[:, k], x_lo:x_hi]
+    out = np.zeros((res, res, image.shape[2]), np.float32)
+    for k in range(ix.shape[1]):
+        out += wx[None, :, k, None] * rows[:, ix[:, k] - x_lo]
+    return out[..., 0] if squeeze else out
+
+
+# ---------------------------------------------------------------------------------------
+# Reading SPIN's files.
+
+
+def find_npz(name: str, split: str, manual_dir) -> pathlib.Path:
+    """The npz file of `name/split` in `manual_dir`.
+
+    Raises:
+      FileNotFoundError: naming every candidate path and the expected layout.
+    """
+    src = _check_name(name)[_check_splits(name, [split])[0]]
+    extras = pathlib.Path(manual_dir).expanduser() / EXTRAS_DIR
+    for f in src.npz_files:
+        if (extras / f).is_file():
+            return extras / f
+    missing = " or ".join(str(extras / f) for f in src.npz_files)
+    raise FileNotFoundError(
+        f"SPIN-format {name}/{split}: missing {missing}.\n{expected_layout(name)}"
+    )
+
+
+def read_npz(path) -> dict[str, np.ndarray]:
+    """Load and check one SPIN npz; absent optional keys get SPIN's defaults.
+
+    Args:
+      path: the `.npz` file.
+
+    Returns:
+      dict with `imgname` (str [N]), `gender` (str [N], '' when absent) and every key of
+      the record table as float32 arrays [N, ...]. Absent keys get SPIN's defaults
+      (`BaseDataset`): zeros, except `has_smpl`, which is 1 when the file has `pose`
+      and `shape` (as 3DPW's test file has) and 0 otherwise.
+
+    Raises:
+      ValueError: naming the file when it is not a readable npz, a required key
+        (`imgname`, `center`, `scale`) is missing, a key has the wrong shape, or a
+        scale is not positive and finite.
+    """
+    path = pathlib.Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            raw = {k: z[k] for k in z.files}
+    except ValueError as e:
+        # SPIN's files hold plain string arrays; object arrays would need pickle, which
+        # can run code, so they are refused.
+        raise ValueError(
+            f"Cannot read {path}: not an npz of plain arrays ({e}). Is the file corrupt "
+            "or truncated? Re-copy it from SPIN's dataset_extras."
+        ) from e
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise ValueError(
+            f"Cannot read {path}: corrupt or truncated npz ({type(e).__name__}: {e}). "
+            "Re-copy it from SPIN's dataset_extras."
+        ) from e
+    for key in ("imgname", "center", "scale"):
+        if key not in raw:
+            raise ValueError(f"{path} has no {key!r} key (keys: {sorted(raw)}).")
+    imgname = raw["imgname"]
+    if imgname.ndim != 1 or imgname.dtype.kind not in "US":
+        raise ValueError(f"{path}: 'imgname' must be a 1-D string array, got {imgname.dtype}.")
+    n = len(imgname)
+    if n == 0:
+        raise ValueError(f"{path} lists no examples ('imgname' is empty).")
+    out = {"imgname": np.array([_as_str(s) for s in imgname], dtype=object)}
+    for key, (shape, default) in _NPZ_KEYS.items():
+        if key == "has_smpl" and key not in raw and "pose" in raw and "shape" in raw:
+            # SPIN's BaseDataset: a file with SMPL parameters but no `has_smpl` (3DPW's)
+            # has usable parameters for every row.
+            default = 1.0
+        if key not in raw:
+            out[key] = np.full((n, *shape), default, np.float32)
+            continue
+        value = raw[key]
+        if value.dtype.kind not in "fiub" or value.shape != (n, *shape):
+            raise ValueError(
+                f"{path}: {key!r} must be a numeric array of shape {(n, *shape)} "
+                f"(N = {n} from 'imgname'), got {value.dtype} {value.shape}."
+            )
+        out[key] = value.astype(np.float32)
+    bad = np.flatnonzero(~(np.isfinite(out["scale"]) & (out["scale"] > 0)))
+    bad_center = np.flatnonzero(~np.isfinite(out["center"]).all(axis=1))
+    if len(bad) or len(bad_center):
+        raise ValueError(
+            f"{path}: rows {sorted({*bad.tolist(), *bad_center.tolist()})[:10]} have a "
+            "non-finite centre or a scale that is not positive; the crop is undefined."
+        )
+    gender = raw.get("gender")
+    if gender is not None and (gender.shape != (n,) or gender.dtype.kind not in "US"):
+        raise ValueError(f"{path}: 'gender' must be a string array [{n}], got {gender.dtype}.")
+    out["gender"] = np.array([_as_str(g) for g in gender] if gender is not None else [""] * n,
+                             dtype=object)  # fmt: skip
+    return out
+
+
+def _as_str(s) -> str:
+    return s.decode() if isinstance(s, bytes) else str(s)
+
+
+def check_images(records: Mapping[str, np.ndarray], image_dir, npz_path, limit: int = 10):
+    """Raise FileNotFoundError naming the first `limit` images that are missing."""
+    image_dir = pathlib.Path(image_dir)
+    if not image_dir.is_dir():
+        raise FileNotFoundError(
+            f"Image folder {image_dir} (for {npz_path}) does not exist: its images must be "
+            f"at {image_dir}/<imgname>, e.g. {image_dir / records['imgname'][0]}."
+        )
+    missing = [str(image_dir / n) for n in records["imgname"] if not (image_dir / n).is_file()]
+    if missing:
+        more = f"\n  ... and {len(missing) - limit} more" if len(missing) > limit else ""
+        raise FileNotFoundError(
+            f"{len(missing)} of {len(records['imgname'])} images listed in {npz_path} are "
+            f"missing, e.g.:\n  " + "\n  ".join(missing[:limit]) + more +
+            f"\nEach image must be at <image root>/<imgname>, here {image_dir}/<imgname>."
+        )  # fmt: skip
+
+
+def read_image(path) -> np.ndarray:
+    """uint8 [H, W, 3] RGB; ValueError naming `path` when it cannot be decoded.
+
+    EXIF orientation is not applied: the datasets' annotations refer to the stored
+    pixel grid.
+    """
+    try:
+        with PIL.Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for bad image data
+        raise ValueError(f"Cannot decode image {path}: {type(e).__name__}: {e}") from e
+
+
+def encode_jpeg(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
+    """uint8 [H, W, 3] → JPEG bytes (4:4:4, so thin coloured edges survive)."""
+    buf = io.BytesIO()
+    PIL.Image.fromarray(image).save(buf, format="JPEG", quality=quality, subsampling=0)
+    return buf.getvalue()
+
+
+def make_record(records: Mapping[str, np.ndarray], i: int, image: np.ndarray) -> dict:
+    """The stored record of row `i` of a `read_npz` result, given its source image."""
+    center, scale = records["center"][i], records["scale"][i]
+    crop = np.clip(np.rint(crop_image(image, center, scale)), 0, 255).astype(np.uint8)
+    return {
+        "image": encode_jpeg(crop),
+        "keypoints": normalize_keypoints(records["part"][i], center, scale),
+        "openpose": normalize_keypoints(records["openpose"][i], center, scale),
+        "S": records["S"][i],
+        "pose": records["pose"][i],
+        "shape": records["shape"][i],
+        "has_smpl": records["has_smpl"][i],
+        "imgname": records["imgname"][i],
+        "center": center,
+        "scale": scale,
+        "gender": records["gender"][i],
+        "example_id": i,
+    }
+
+
+def _ordered_map(fn: Callable, items: Iterable, num_workers: int) -> Iterator:
+    """`map(fn, items)` on a thread pool, in order, with a bounded look-ahead.
+
+    Threads suffice: PIL's decoding and encoding and NumPy's array arithmetic release
+    the GIL for most of the time they take.
+    """
+    if num_workers <= 1:
+        yield from map(fn, items)
+        return
+    pool = concurrent.futures.ThreadPoolExecutor(num_workers)
+    pending = collections.deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= 4 * num_workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+# ---------------------------------------------------------------------------------------
+# The TFDS builder.
+
+
+def _manual_instructions() -> str:
+    return (
+        "Download SPIN's preprocessed files (its data/dataset_extras folder) and the "
+        "datasets' images, then pass their parent folder as manual_dir.\n" + expected_layout()
+    )
+
+
+def _features() -> tfds.features.FeaturesDict:
+    f32 = np.float32
+    return tfds.features.FeaturesDict(
+        {
+            # Encoded here with PIL (TFDS would need TensorFlow to encode arrays itself);
+            # decoding on read uses PIL or OpenCV, no TensorFlow.
+            "image": tfds.features.Image(shape=(IMG_RES, IMG_RES, 3), encoding_format="jpeg"),
+            "keypoints": tfds.features.Tensor(shape=(24, 3), dtype=f32),
+            "openpose": tfds.features.Tensor(shape=(25, 3), dtype=f32),
+            "S": tfds.features.Tensor(shape=(24, 4), dtype=f32),
+            "pose": tfds.features.Tensor(shape=(72,), dtype=f32),
+            "shape": tfds.features.Tensor(shape=(10,), dtype=f32),
+            "has_smpl": tfds.features.Scalar(dtype=f32),
+            "imgname": tfds.features.Text(),
+            "center": tfds.features.Tensor(shape=(2,), dtype=f32),
+            "scale": tfds.features.Scalar(dtype=f32),
+            "gender": tfds.features.Text(),
+            "example_id": tfds.features.Scalar(dtype=np.int64),
+        }
+    )
+
+
+class SpinFormat(tfds.core.GeneratorBasedBuilder):
+    """SPIN-format person crops; one config per entry of `DATASETS`.
+
+    Args (beyond TFDS's `data_dir`, `config`, `version`):
+      splits: the splits to build (default: all of the config's); the others' files
+        need not exist. Adding a split later means deleting the built version folder
+        and building again.
+      num_workers: threads that decode, crop and encode images (≤ 1: none).
+      progress: show a progress bar per split.
+    """
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES: ClassVar[dict[str, str]] = {
+        "1.0.0": "224 × 224 JPEG crops, keypoints normalised to [-1, 1]."
+    }
+    BUILDER_CONFIGS: ClassVar[list[tfds.core.BuilderConfig]] = [
+        tfds.core.BuilderConfig(name=n, description=f"{n}: splits {', '.join(t)}")
+        for n, t in DATASETS.items()
+    ]
+    MANUAL_DOWNLOAD_INSTRUCTIONS = _manual_instructions()
+
+    def __init__(
+        self,
+        *,
+        splits: Sequence[str] | None = None,
+        num_workers: int = 0,
+        progress: bool = False,
+        **kwargs,
+    ):
+        self._splits = splits
+        self._num_workers = num_workers
+        self._progress = progress
+        self._records: dict[str, tuple[pathlib.Path, dict]] = {}
+        super().__init__(**kwargs)
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        # Built directly: TFDS's `dataset_info_from_configs` looks for metadata files
+        # beside the builder's module and fails outside a dataset package.
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=(
+                "Person crops and labels from SPIN's preprocessed dataset files "
+                "(Kolotouros et al., ICCV 2019), cropped as SPIN does."
+            ),
+            features=_features(),
+            homepage="https://github.com/nkolot/SPIN",
+            # Rows keep the npz's order: source[i] is row i, as evaluation expects.
+            disable_shuffling=True,
+        )
+
+    def load_sources(self, manual_dir) -> dict[str, tuple[pathlib.Path, dict]]:
+        """Read and check every requested split's npz and image list before writing.
+
+        Returns:
+          split → (npz path, `read_npz` result); cached on the builder.
+
+        Raises:
+          FileNotFoundError: `manual_dir`, an npz file or images are missing (named).
+          ValueError: an npz is corrupt or malformed (named).
+        """
+        name = self.builder_config.name
+        manual_dir = pathlib.Path(manual_dir).expanduser()
+        if not manual_dir.is_dir():
+            raise FileNotFoundError(
+                f"manual_dir {manual_dir} does not exist.\n{expected_layout(name)}"
+            )
+        for split in _check_splits(name, self._splits):
+            if split in self._records:
+                continue
+            path = find_npz(name, split, manual_dir)
+            records = read_npz(path)
+            check_images(records, manual_dir / DATASETS[name][split].image_root, path)
+            self._records[split] = (path, records)
+        return self._records
+
+    def _split_generators(self, dl_manager):
+        try:
+            manual_dir = dl_manager.manual_dir
+        except AssertionError as e:  # TFDS's way of saying manual_dir does not exist
+            raise FileNotFoundError(f"{e}\n{expected_layout(self.builder_config.name)}") from None
+        manual_dir = pathlib.Path(os.fspath(manual_dir))
+        sources = self.load_sources(manual_dir)
+        name = self.builder_config.name
+        return {
+            split: self._generate_examples(
+                split, records, manual_dir / DATASETS[name][split].image_root, path
+            )
+            for split, (path, records) in sources.items()
+        }
+
+    def _generate_examples(self, split, records, image_dir, npz_path):
+        def one(i):
+            path = pathlib.Path(image_dir) / records["imgname"][i]
+            try:
+                return i, make_record(records, i, read_image(path))
+            except ValueError as e:
+                raise ValueError(f"{e} (row {i} of {npz_path})") from e
+
+        n = len(records["imgname"])
+        rows = _ordered_map(one, range(n), self._num_workers)
+        desc = f"{self.builder_config.name}/{split}"
+        yield from tqdm.tqdm(rows, total=n, desc=desc, unit=" crops", disable=not self._progress)
+
+
+# ---------------------------------------------------------------------------------------
+# Building and reading.
+
+
+def _is_built(builder: tfds.core.DatasetBuilder) -> bool:
+    # `is_prepared` alone logs a warning whenever the version folder does not exist yet.
+    return builder.data_path.exists() and builder.is_prepared()
+
+
+def build(
+    name: str,
+    manual_dir,
+    data_dir,
+    *,
+    splits: Sequence[str] | None = None,
+    num_workers: int | None = None,
+    progress: bool = False,
+) -> SpinFormat:
+    """Build `spin_format/<name>` into `data_dir` (array_record files).
+
+    Everything is checked before anything is written: an unknown name or split, a
+    missing `manual_dir`, npz or image, and a corrupt npz raise here. A corrupt image
+    fails mid-build; TFDS then deletes its temporary folder, so nothing reads as built
+    (a killed process leaves an `incomplete.*` folder that readers ignore).
+
+    Args:
+      name: a key of `DATASETS`.
+      manual_dir: folder laid out as `expected_layout(name)` says.
+      data_dir: TFDS data directory; the result goes to
+        `data_dir/spin_format/<name>/1.0.0/`.
+      splits: subset of the dataset's splits to build (default: all).
+      num_workers: image threads (default: the number of CPUs).
+      progress: show progress bars.
+
+    Returns:
+      The builder (`.as_data_source(split)` reads it). A version already built is
+      reused as it is.
+    """
+    splits = _check_splits(name, splits)
+    builder = SpinFormat(
+        config=name,
+        data_dir=os.fspath(pathlib.Path(data_dir).expanduser()),
+        splits=splits,
+        num_workers=(os.cpu_count() or 1) if num_workers is None else num_workers,
+        progress=progress,
+    )
+    if _is_built(builder):
+        absent = [s for s in splits if s not in builder.info.splits]
+        if absent:
+            raise FileExistsError(
+                f"{builder.data_dir} is already built without split(s) {absent}; TFDS "
+                "cannot add splits to a built version. Delete that folder and build again "
+                "with every split you need."
+            )
+        return builder
+    manual_dir = pathlib.Path(manual_dir).expanduser()
+    builder.load_sources(manual_dir)
+    builder.download_and_prepare(
+        file_format="array_record",
+        download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir)),
+    )
+    return builder
+
+
+def load_split(name: str, split: str, data_dir):
+    """Random-access source over a built split: `len(src)`, `src[i]` → stored record.
+
+    Works without TensorFlow (array_record, images decoded with PIL or OpenCV).
+
+    Args:
+      name: a key of `DATASETS`.
+      split: one of its splits, e.g. 'valid_p1'.
+      data_dir: the TFDS data directory given to `build`.
+
+    Raises:
+      ValueError: unknown name or split.
+      FileNotFoundError: the dataset or split was not built in `data_dir`.
+    """
+    _check_splits(name, [split])
+    builder = SpinFormat(config=name, data_dir=os.fspath(pathlib.Path(data_dir).expanduser()))
+    hint = (
+        f"Build it with: python -m hkmr_jax.data.build --dataset {name} --splits {split} "
+        f"--manual_dir <SPIN data folder> --data_dir {data_dir}"
+    )
+    if not _is_built(builder):
+        raise FileNotFoundError(f"{TFDS_NAME}/{name} is not built in {data_dir}. {hint}")
+    if split not in builder.info.splits:
+        raise FileNotFoundError(
+            f"{TFDS_NAME}/{name} in {data_dir} was built without split {split!r} (it has "
+            f"{', '.join(builder.info.splits)}). Delete {builder.data_dir} and rebuild "
+            f"with every split you need. {hint}"
+        )
+    return builder.as_data_source(split)
+
+
+def to_example(record: Mapping[str, np.ndarray], dataset_id: int) -> dict[str, np.ndarray]:
+    """A stored record → the example format of `docs/CONTRACT_data.md`.
+
+    `joints_3d` is `S` centred on the pelvis (J24 slot 14) when the pelvis is labelled
+    (SPIN's files are already root-centred, so this changes nothing there), with
+    unlabelled joints zeroed; `has_3d` is 1 when any joint is labelled.
+
+    Args:
+      record: a record from `load_split(...)[i]` (or `make_record` with a decoded image).
+      dataset_id: index into the pipeline's dataset-name table.
+
+    Returns:
+      dict of numpy arrays: image uint8 [224, 224, 3], keypoints [24, 3], joints_3d
+      [24, 4], pose [72], betas [10], has_smpl [], has_3d [], dataset_id int32 [],
+      example_id int64 [].
+    """
+    joints = np.array(record["S"], np.float32).reshape(24, 4)
+    labelled = joints[:, 3] > 0
+    if labelled[_PELVIS]:
+        joints[:, :3] -= joints[_PELVIS, :3]
+    joints[~labelled] = 0.0
+    return {
+        "image": np.asarray(record["image"], np.uint8),
+        "keypoints": np.asarray(record["keypoints"], np.float32).reshape(24, 3),
+        "joints_3d": joints,
+        "pose": np.asarray(record["pose"], np.float32).reshape(72),
+        "betas": np.asarray(record["shape"], np.float32).reshape(10),
+        "has_smpl": np.asarray(record["has_smpl"], np.float32).reshape(()),
+        "has_3d": np.asarray(labelled.any(), np.float32),
+        "dataset_id": np.asarray(dataset_id, np.int32),
+        "example_id": np.asarray(record["example_id"], np.int64),
+    }
