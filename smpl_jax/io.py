@@ -57,6 +57,8 @@ class _ChumpyStandIn:
 class _SparseStandIn:
     """Holds a pickled scipy.sparse csc/csr matrix; `to_array` makes it dense."""
 
+    default_format = "csc"  # recent scipy no longer pickles 'format': the class says it
+
     def __init__(self, *args, **kwargs):
         self.state = {}
 
@@ -67,14 +69,32 @@ class _SparseStandIn:
         s = self.state
         shape = tuple(s.get("_shape", s.get("shape")))
         data, indices, indptr = (np.asarray(s[k]) for k in ("data", "indices", "indptr"))
-        fmt = s.get("format", "csc")
+        fmt = s.get("format", self.default_format)
         if fmt not in ("csc", "csr"):
             raise ValueError(f"unsupported sparse format {fmt!r}")
         major = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
         rows, cols = (indices, major) if fmt == "csc" else (major, indices)
         dense = np.zeros(shape, dtype=np.result_type(data.dtype, np.float64))
-        np.add.at(dense, (rows, cols), data)  # duplicates add up, as in scipy
+        try:
+            np.add.at(dense, (rows, cols), data)  # duplicates add up, as in scipy
+        except IndexError as e:
+            raise ValueError(f"sparse matrix indices do not fit its shape {shape}") from e
         return dense
+
+
+class _CsrStandIn(_SparseStandIn):
+    default_format = "csr"
+
+
+def _latin1_encode(text, encoding="latin1"):
+    """Python 3 pickles bytes at protocol 2 as `_codecs.encode(str, 'latin1')`; allow only that."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise _UnsafePickleError("_codecs.encode is allowed only to turn str into latin-1 bytes")
+    return text.encode("latin1")
+
+
+class _UnsafePickleError(pickle.UnpicklingError):
+    """A pickle names a global that a model file never needs: refused, nothing run."""
 
 
 def _numpy_global(name):
@@ -96,8 +116,9 @@ _ALLOWED = {
     ("copyreg", "_reconstructor"): lambda: __import__("copyreg")._reconstructor,
     ("__builtin__", "object"): lambda: object,
     ("builtins", "object"): lambda: object,
-    **{(f"scipy.sparse.{m}", f"{m.strip('_')}_matrix"): (lambda: _SparseStandIn)
-       for m in ("csc", "_csc", "csr", "_csr")},
+    **{(f"scipy.sparse.{m}", "csc_matrix"): (lambda: _SparseStandIn) for m in ("csc", "_csc")},
+    **{(f"scipy.sparse.{m}", "csr_matrix"): (lambda: _CsrStandIn) for m in ("csr", "_csr")},
+    ("_codecs", "encode"): lambda: _latin1_encode,
 }  # fmt: skip
 
 
@@ -111,7 +132,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return _ChumpyStandIn
         if (module, name) in _ALLOWED:
             return _ALLOWED[(module, name)]()
-        raise pickle.UnpicklingError(
+        raise _UnsafePickleError(
             f"{self._path}: refusing to load global '{module}.{name}'. A SMPL model file "
             "holds only numpy arrays, scipy sparse matrices and chumpy arrays; this file "
             "is not one (or was tampered with), and nothing in it has been run."
@@ -151,9 +172,12 @@ def load_arrays(path) -> dict[str, np.ndarray]:
                     if key in REQUIRED_KEYS:
                         raise ValueError(f"key '{key}': {e}") from e
             return arrays
-    except (pickle.UnpicklingError, FileNotFoundError):
+    except (_UnsafePickleError, FileNotFoundError):
         raise
-    except (EOFError, OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
+    except (
+        pickle.UnpicklingError, EOFError, OSError, ValueError, KeyError, TypeError,
+        IndexError, AttributeError, zipfile.BadZipFile,
+    ) as e:  # fmt: skip
         raise ValueError(
             f"{path}: cannot read this SMPL model file ({type(e).__name__}: {e}). The file "
             "may be truncated or corrupt; download it again."
@@ -189,7 +213,9 @@ def model_from_arrays(
         raise KeyError(
             f"{source}: missing key(s) {missing}; a SMPL model file needs {list(REQUIRED_KEYS)}."
         )
-    a = {k: np.asarray(arrays[k]) for k in REQUIRED_KEYS}
+    # Contiguous copies: a Fortran-ordered array would make the derived sums below add in
+    # another order and a model not bit-identical after a save/load round trip.
+    a = {k: np.ascontiguousarray(arrays[k]) for k in REQUIRED_KEYS}
 
     def expect(key, shape):
         got = a[key].shape
@@ -266,8 +292,12 @@ def to_arrays(body: SMPL) -> dict[str, np.ndarray]:
     parents = np.array(body.parents, dtype=np.int64)
     return {
         "v_template": np.asarray(body.v_template),
-        "shapedirs": np.asarray(body.shapedirs).reshape(-1, 3, nv).transpose(2, 1, 0),
-        "posedirs": np.asarray(body.posedirs).reshape(-1, 3, nv).transpose(2, 1, 0),
+        "shapedirs": np.ascontiguousarray(
+            np.asarray(body.shapedirs).reshape(-1, 3, nv).transpose(2, 1, 0)
+        ),
+        "posedirs": np.ascontiguousarray(
+            np.asarray(body.posedirs).reshape(-1, 3, nv).transpose(2, 1, 0)
+        ),
         "J_regressor": np.asarray(body.J_regressor),
         "weights": np.asarray(body.weights),
         "kintree_table": np.stack([parents, np.arange(nj)]),

@@ -108,7 +108,9 @@ class SMPL:
         """
         nj, dtype = self.num_joints, self.dtype
         rot_tail = (3,) if pose2rot else (3, 3)
-        batch = _batch_size(betas, body_pose, global_orient, transl)
+        batch = _batch_size(
+            betas=betas, body_pose=body_pose, global_orient=global_orient, transl=transl
+        )
 
         betas = _check("betas", betas, batch, (None,), dtype, default_width=self.num_betas)
         if betas.shape[1] > self.num_betas:
@@ -192,11 +194,15 @@ def regress_joints(vertices, regressor):
     return jnp.einsum("jv,...vc->...jc", regressor, vertices, precision=_HIGHEST)
 
 
-def _batch_size(*arrays) -> int:
-    sizes = {np.shape(a)[0] for a in arrays if a is not None and np.ndim(a) > 0}
-    if len(sizes) > 1:
-        raise ValueError(f"inputs disagree on the batch size: {sorted(sizes)}.")
-    return sizes.pop() if sizes else 1
+def _batch_size(**inputs) -> int:
+    rows = {k: np.shape(a)[0] for k, a in inputs.items() if a is not None and np.ndim(a) > 0}
+    if len(set(rows.values())) > 1:
+        said = ", ".join(f"{k} has {n} rows" for k, n in rows.items())
+        raise ValueError(
+            f"inputs disagree on the batch size: {said}; give every input the same "
+            "leading batch axis."
+        )
+    return next(iter(rows.values()), 1)
 
 
 def _check(name, value, batch, tail, dtype, allow_flat=False, default_width=None):
