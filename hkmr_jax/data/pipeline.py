@@ -1,0 +1,320 @@
+"""The training input pipeline (grain): datasets mixed by ratio, sharded by host, prefetched.
+
+The training step number alone determines the examples. Example `n` of the global stream
+(step `n // B`, batch slot `n % B`, B the global batch size) is a pure function of the
+config and `n`:
+
+1. every dataset is a random-access source, shuffled per epoch with its own seed and
+   repeated forever (`grain.MapDataset.source(src).shuffle(seed).repeat()`); the
+   built-in synthetic train split is already an i.i.d. random stream, read in order;
+2. the datasets are interleaved by ratio (`grain.MapDataset.mix`): a fixed,
+   deterministic assignment of stream positions to datasets in which every window of
+   positions holds each dataset in its proportion (proportions quantised to 1% of the
+   smallest ratio); dataset k's j-th position takes the j-th example of its own stream;
+3. augmentation (optional) draws from a generator seeded by (seed, n).
+
+So resuming at step k gives exactly the batches an uninterrupted run sees from step k,
+whatever the number of hosts or prefetch threads. With P processes, process p takes the
+slots [p·B/P, (p+1)·B/P) of every global batch (`jax.make_array_from_process_local_data`
+reassembles the global batch from the hosts' slices).
+
+Config fields read here (`config.data`, see `configs/hkmr.py`):
+
+* `datasets`: list of `{name, ratio[, split]}`; `name` is one of `dataset_names()`
+  ('synthetic', or a SPIN-format name such as 'h36m' once built), or several joined by
+  '+' ('lsp+mpii+lspet+coco2014'), which share `ratio` in proportion to their sizes
+  (SPIN's rule for its in-the-wild 2D datasets). Ratios are normalised to sum to 1.
+* `image_size` (synthetic crops), `data_dir` (TFDS directory of the SPIN-format data),
+  `seed`, `augment` (None: off; a mapping of `augment.AugmentConfig` fields, {} for
+  SPIN's defaults), `num_threads` and `prefetch` (examples read ahead in threads).
+
+Every example is reduced to the keys of docs/CONTRACT_data.md (`CONTRACT_KEYS`), with
+`dataset_id` = the dataset's position in the expanded `datasets` list.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import grain
+import numpy as np
+
+#: The keys every training example carries (docs/CONTRACT_data.md).
+CONTRACT_KEYS = (
+    "image", "keypoints", "joints_3d", "pose", "betas", "has_smpl", "has_3d", "dataset_id",
+    "example_id",
+)  # fmt: skip
+
+#: Sources at least this long are i.i.d. streams that no run exhausts (the synthetic train
+#: split): they are read in index order, not shuffled (the synthetic set renders blocks of
+#: consecutive indices together, and shuffling an i.i.d. stream changes nothing).
+STREAM_LENGTH = 2**31
+
+#: name → factory(split, data_config) → random-access source (`len`, `[i] → dict`).
+_FACTORIES: dict[str, Callable[[str, Mapping], Any]] = {}
+
+
+def register_dataset(name: str, factory: Callable[[str, Mapping], Any]) -> None:
+    """Make `name` usable in `config.data.datasets` and evaluator specs.
+
+    Args:
+      name: the dataset's name (must not contain '+').
+      factory: (split, data_config) → a random-access source: `len(src)` and
+        `src[i]` → a dict with at least the contract's keys (docs/CONTRACT_data.md).
+    """
+    if "+" in name:
+        raise ValueError(f"dataset names cannot contain '+': {name!r}.")
+    _FACTORIES[name] = factory
+
+
+def _synthetic(split: str, data_config: Mapping):
+    from hkmr_jax.data import synthetic  # lazily: renders with the built-in body
+
+    return synthetic.SyntheticDataset(
+        split=split, size=int(data_config.get("image_size", 64)),
+        seed=int(data_config.get("synthetic_seed", 0)),
+    )  # fmt: skip
+
+
+register_dataset("synthetic", _synthetic)
+
+
+@functools.cache
+def _spin_format_names() -> tuple[str, ...]:
+    """SPIN-format dataset names, or () when their module cannot be imported."""
+    try:
+        from hkmr_jax.data import spin_format  # imports tensorflow_datasets: slow, lazy
+    except ImportError:
+        return ()
+    return tuple(spin_format.DATASETS)
+
+
+def dataset_names() -> list[str]:
+    """Every valid dataset name: registered ones, then the SPIN-format ones."""
+    return [*_FACTORIES, *(n for n in _spin_format_names() if n not in _FACTORIES)]
+
+
+class _SpinSource:
+    """A built SPIN-format split as contract examples (decoded on access)."""
+
+    def __init__(self, name: str, split: str, data_dir):
+        from hkmr_jax.data import spin_format
+
+        if not data_dir:
+            raise ValueError(
+                f"dataset {name!r} needs config.data.data_dir: the TFDS directory it was "
+                f"built into (python -m hkmr_jax.data.build --dataset {name} ...)."
+            )
+        self._to_example = spin_format.to_example
+        self._source = spin_format.load_split(name, split, data_dir)
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, i):
+        return self._to_example(self._source[i], 0)
+
+
+def make_source(name: str, split: str, data_config: Mapping):
+    """A random-access source of contract examples for dataset `name`, split `split`.
+
+    Raises:
+      ValueError: unknown name (the message lists the valid ones).
+    """
+    if name in _FACTORIES:
+        return _FACTORIES[name](split, data_config)
+    if name in _spin_format_names():
+        return _SpinSource(name, split, data_config.get("data_dir"))
+    raise ValueError(
+        f"unknown dataset {name!r} in config.data.datasets; valid names: "
+        f"{', '.join(dataset_names())} (SPIN-format names need tensorflow_datasets "
+        "and a built dataset; several names joined by '+' share one ratio)."
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One mixed dataset: name, split, and its share of every batch."""
+
+    name: str
+    split: str
+    ratio: float
+
+
+def expand_datasets(datasets: Sequence[Mapping], sizes: Callable[[str, str], int]) -> list[Entry]:
+    """`config.data.datasets` → one `Entry` per dataset, ratios normalised to sum to 1.
+
+    Args:
+      datasets: `[{name, ratio[, split]}]`; a name 'a+b+c' splits its ratio among a, b
+        and c in proportion to their sizes.
+      sizes: (name, split) → number of examples (used only for '+' groups).
+    """
+    if not datasets:
+        raise ValueError("config.data.datasets is empty: give at least one {name, ratio}.")
+    entries = []
+    for spec in datasets:
+        spec = dict(spec)
+        unknown = set(spec) - {"name", "ratio", "split"}
+        if unknown or "name" not in spec:
+            raise ValueError(
+                f"config.data.datasets entry {spec} must have 'name' and optionally 'ratio' "
+                f"and 'split'; unknown field(s): {sorted(unknown)}."
+            )
+        ratio = float(spec.get("ratio", 1.0))
+        if not ratio > 0:
+            raise ValueError(f"dataset {spec['name']!r} has ratio {ratio}; ratios must be > 0.")
+        split = spec.get("split", "train")
+        names = spec["name"].split("+")
+        if len(names) == 1:
+            entries.append(Entry(names[0], split, ratio))
+            continue
+        lengths = [sizes(n, split) for n in names]
+        entries += [Entry(n, split, ratio * m / sum(lengths)) for n, m in zip(names, lengths)]
+    total = sum(e.ratio for e in entries)
+    return [dataclasses.replace(e, ratio=e.ratio / total) for e in entries]
+
+
+def _seed(*parts: int) -> int:
+    """A 32-bit seed (what grain accepts) derived from integers."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
+
+
+class _ToContract:
+    """Keep the contract's keys and stamp the dataset's id (a picklable grain map)."""
+
+    def __init__(self, dataset_id: int):
+        self.dataset_id = np.int32(dataset_id)
+
+    def __call__(self, example):
+        missing = [k for k in CONTRACT_KEYS if k not in example and k != "dataset_id"]
+        if missing:
+            raise KeyError(f"example lacks contract key(s) {missing} (docs/CONTRACT_data.md).")
+        out = {k: np.asarray(example[k]) for k in CONTRACT_KEYS if k != "dataset_id"}
+        out["dataset_id"] = np.asarray(self.dataset_id)
+        return out
+
+
+class _Augment:
+    def __init__(self, augment_config):
+        from hkmr_jax.data import augment
+
+        self._augment = augment.augment
+        self._config = augment.AugmentConfig.from_mapping(augment_config)
+
+    def __call__(self, example, rng: np.random.Generator):
+        return self._augment(example, rng, self._config)
+
+
+def mixed_dataset(config) -> tuple[grain.MapDataset, list[Entry]]:
+    """The global example stream: element n = example n of the training run.
+
+    Args:
+      config: the experiment config (`data`, `seed` via `data.seed`).
+
+    Returns:
+      (an infinite `grain.MapDataset`, the expanded dataset entries; entry k has
+      `dataset_id` k).
+    """
+    data = config.data
+    seed = int(data.get("seed", 0))
+    sources: dict[tuple[str, str], Any] = {}
+
+    def source(name, split):
+        if (name, split) not in sources:
+            sources[name, split] = make_source(name, split, data)
+        return sources[name, split]
+
+    entries = expand_datasets(data.datasets, lambda n, s: len(source(n, s)))
+    parts = []
+    for k, entry in enumerate(entries):
+        src = source(entry.name, entry.split)
+        ds = grain.MapDataset.source(src)
+        if len(src) < STREAM_LENGTH:
+            # A new permutation every epoch (grain reseeds shuffle per epoch).
+            ds = ds.shuffle(seed=_seed(seed, k)).repeat()
+        parts.append(ds.map(_ToContract(k)))
+    _check_compatible(parts, entries)
+    mixed = parts[0] if len(parts) == 1 else grain.MapDataset.mix(
+        parts, [e.ratio for e in entries]
+    )  # fmt: skip
+    if data.get("augment") is not None:
+        mixed = mixed.random_map(_Augment(data.augment), seed=_seed(seed, 1_000_003))
+    return mixed, entries
+
+
+def _check_compatible(parts, entries):
+    """Stacking needs equal shapes: compare one example of every dataset."""
+    if len(parts) < 2:
+        return
+    first = {k: np.shape(v) for k, v in parts[0][0].items()}
+    for part, entry in zip(parts[1:], entries[1:]):
+        shapes = {k: np.shape(v) for k, v in part[0].items()}
+        if shapes != first:
+            diff = {k: (first[k], shapes[k]) for k in first if first[k] != shapes[k]}
+            raise ValueError(
+                f"dataset {entry.name!r} yields shapes that differ from {entries[0].name!r}'s: "
+                f"{diff}; mixed datasets need the same image size (config.data.image_size "
+                "for the synthetic data; SPIN-format crops are 224)."
+            )
+
+
+def local_batch_size(global_batch: int, process_count: int) -> int:
+    """Examples per host per step; the global batch must split evenly."""
+    if global_batch % process_count:
+        raise ValueError(
+            f"batch_size {global_batch} is not divisible by the {process_count} processes."
+        )
+    return global_batch // process_count
+
+
+def host_dataset(config, start_step: int = 0, *, process_index: int = 0,
+                 process_count: int = 1) -> grain.MapDataset:  # fmt: skip
+    """This host's examples from `start_step` on, in order: element i is local example i.
+
+    Local example i is slot `process_index·b + i mod b` of step `start_step + i // b`
+    (b = the local batch size).
+    """
+    mixed, _ = mixed_dataset(config)
+    global_batch = int(config.batch_size)
+    b = local_batch_size(global_batch, process_count)
+
+    def example(i):
+        step, slot = divmod(i, b)
+        return mixed[step * global_batch + process_index * b + slot]
+
+    return grain.MapDataset.range(start_step * b, sys.maxsize).map(example)
+
+
+def train_iterator(
+    config, start_step: int = 0, *, process_index: int | None = None,
+    process_count: int | None = None,
+) -> Iterator[dict[str, np.ndarray]]:  # fmt: skip
+    """Batches of this host's share of every global batch, from step `start_step` on.
+
+    Args:
+      config: the experiment config (`batch_size` is global, `data` as above).
+      start_step: the first training step to yield data for (0 from scratch; the restored
+        step when resuming).
+      process_index, process_count: this host and the number of hosts (default: JAX's).
+
+    Yields:
+      dicts of stacked numpy arrays with a leading axis of `batch_size / process_count`:
+      image uint8 [b, S, S, 3], keypoints [b, 24, 3], joints_3d [b, 24, 4], pose [b, 72],
+      betas [b, 10], has_smpl [b], has_3d [b], dataset_id int32 [b], example_id int64 [b].
+    """
+    if process_index is None or process_count is None:
+        import jax
+
+        process_index, process_count = jax.process_index(), jax.process_count()
+    ds = host_dataset(config, start_step, process_index=process_index, process_count=process_count)
+    b = local_batch_size(int(config.batch_size), process_count)
+    data = config.data
+    threads = int(data.get("num_threads", 2))
+    # Threads read examples ahead, in order: the output does not depend on their number.
+    prefetch = int(data.get("prefetch", 2 * b))
+    options = grain.ReadOptions(num_threads=threads, prefetch_buffer_size=prefetch)
+    return iter(ds.to_iter_dataset(options).batch(b, drop_remainder=True))

@@ -1,0 +1,811 @@
+"""Training: `train_and_evaluate(config, workdir)` — state, the data-parallel step,
+checkpoints, logging and the evaluator hook.
+
+The model is split once, functionally: `graphdef, params, batch_stats, rest =
+nnx.split(model, nnx.Param, nnx.BatchStat, ...)`. The training state is a plain pytree
+(dict) of arrays — `step`, `params`, `batch_stats` (BatchNorm running statistics),
+`rest` (other model state: constants, dropout RNG counters), `opt_state` (optax) and
+`bad_step` — that one jitted step maps to the next state. It is what checkpoints hold.
+
+The step is data-parallel over every device: `jax.shard_map` over a 1-D mesh `('data',)`;
+the global batch is sharded `P('data')` (placed before the call: the mesh's axes are
+Explicit), the state is replicated `P()`. Each device computes the loss and gradients
+of its shard; gradients, loss terms and BatchNorm running statistics are averaged with
+`jax.lax.pmean`, so every replica applies the same update and stays identical. Within
+the forward pass, BatchNorm normalises with per-device batch statistics unless the
+encoder is built with `bn_axis_name='data'` (`config.model.encoder.bn_axis_name`), which
+averages them over the mesh (synchronised BN: the step's result then does not depend on
+the number of devices). Dropout keys (HMR) are folded with the device index, so devices
+draw different masks.
+
+A non-finite loss or gradient never reaches the parameters: the step keeps the previous
+state and records the first such step on the device (`bad_step`); the host reads it at
+the next log or checkpoint (no per-step host round-trip) and stops with
+`NonFiniteLossError` naming the step; no checkpoint is written after it.
+
+Evaluators (`config.evals`, a list of `{name, dataset='synthetic', split='test', ...}`)
+run every `config.eval_every` steps (if > 0) and at the end. `name` is looked up in
+`hkmr_jax.eval_lib.EVALUATORS` when that module exists, then in `BUILTIN_EVALUATORS`;
+each is called as `evaluator(ctx, source, **other_fields)` with `ctx` holding `predict`
+(uint8 images [B, S, S, 3] → `RegressorOutput`, eval mode), `body`, `h36m_regressor` and
+`batch_size`, and returns a (nested) dict of numbers, logged as `eval/<label>/...`.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import functools
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+import types
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+import smpl_jax
+from hkmr_jax import checkpoint as checkpoint_lib
+from hkmr_jax import geometry, losses, metrics, models
+from hkmr_jax.data import pipeline
+from hkmr_jax.models import encoder as encoder_lib
+from hkmr_jax.models import pose_prior
+from smpl_jax import skeleton
+
+#: Config fields that do not change what a step computes: a run may resume with new values.
+BOOKKEEPING_KEYS = frozenset(
+    {"log_every", "checkpoint_every", "keep_checkpoints", "eval_every", "evals",
+     "eval_batch_size", "progress_bar"}
+)  # fmt: skip
+
+_MEAN = np.asarray(encoder_lib.IMAGENET_MEAN, np.float32)
+_STD = np.asarray(encoder_lib.IMAGENET_STD, np.float32)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss or a gradient became NaN or infinite; training stopped."""
+
+
+class WorkdirConfigError(ValueError):
+    """The workdir holds a run of a different config."""
+
+
+# ----------------------------------------------------------------------------- pieces
+
+
+def normalize_images(images):
+    """uint8 [B, H, W, 3] → float32 RGB normalised with ImageNet's mean and std."""
+    return (images.astype(jnp.float32) / 255.0 - _MEAN) / _STD
+
+
+def load_body(config):
+    """(SMPL body, Human3.6M regressor [17, V]) from `config.body_model` and
+    `config.h36m_regressor` (paths; None: the built-in body and its regressor)."""
+    from smpl_jax import synthetic
+
+    body_path, regressor_path = config.get("body_model"), config.get("h36m_regressor")
+    if not body_path:
+        if regressor_path:
+            raise ValueError(
+                "config.h36m_regressor is set but config.body_model is not: the built-in "
+                "body has its own regressor; set both (SMPL + SPIN's J_regressor_h36m.npy)."
+            )
+        return synthetic.load_builtin(), jnp.asarray(synthetic.h36m_regressor())
+    body = smpl_jax.load(body_path)
+    if not regressor_path:
+        raise ValueError(
+            f"config.body_model = {body_path!r} needs config.h36m_regressor: the [17, V] "
+            "Human3.6M regressor of that body (SPIN's data/J_regressor_h36m.npy for SMPL)."
+        )
+    regressor = np.load(regressor_path).astype(np.float32)
+    if regressor.shape != (17, body.num_vertices):
+        raise ValueError(
+            f"{regressor_path}: expected a [17, {body.num_vertices}] regressor, got "
+            f"{list(regressor.shape)}."
+        )
+    return body, jnp.asarray(regressor)
+
+
+def build_model(config) -> nnx.Module:
+    """`models.create(config.model)` with seed `config.seed`, in training mode; ImageNet
+    weights from `config.model.encoder_init` (a torchvision `.pth`) when given."""
+    model = models.create(config.model, nnx.Rngs(int(config.seed)))
+    init = config.model.get("encoder_init")
+    if init:
+        from hkmr_jax.models.torchvision_import import load_torchvision_resnet
+
+        load_torchvision_resnet(init, model.encoder)
+    return model
+
+
+def make_optimizer(config) -> tuple[optax.GradientTransformation, Callable]:
+    """(optax transformation, learning-rate schedule) from `config.optimizer`.
+
+    Fields: `name` ('adam' | 'adamw'), `learning_rate` (peak), `schedule` ('constant' |
+    'cosine': to `final_lr_fraction`·peak at `num_steps`), `warmup_steps` (linear from
+    0), `b1`, `b2`, `eps`, `weight_decay` (adamw), `clip_norm` (global-norm clipping;
+    None: off).
+    """
+    opt = config.optimizer
+    peak, warmup = float(opt.learning_rate), int(opt.get("warmup_steps", 0))
+    kind = opt.get("schedule", "constant")
+    if kind == "cosine":
+        end = peak * float(opt.get("final_lr_fraction", 0.0))
+        decay = max(int(config.num_steps), warmup + 1)
+        schedule = optax.warmup_cosine_decay_schedule(0.0, peak, warmup, decay, end)
+    elif kind == "constant":
+        schedule = optax.constant_schedule(peak)
+        if warmup > 0:
+            ramp = optax.linear_schedule(0.0, peak, warmup)
+            schedule = optax.join_schedules([ramp, schedule], [warmup])
+    else:
+        raise ValueError(f"unknown optimizer.schedule {kind!r}; choose 'constant' or 'cosine'.")
+    adam = dict(b1=opt.get("b1", 0.9), b2=opt.get("b2", 0.999), eps=opt.get("eps", 1e-8))
+    name = opt.get("name", "adam")
+    if name == "adam":
+        tx = optax.adam(schedule, **adam)
+    elif name == "adamw":
+        tx = optax.adamw(schedule, weight_decay=float(opt.get("weight_decay", 0.0)), **adam)
+    else:
+        raise ValueError(f"unknown optimizer.name {name!r}; choose 'adam' or 'adamw'.")
+    clip = opt.get("clip_norm")
+    if clip:
+        tx = optax.chain(optax.clip_by_global_norm(float(clip)), tx)
+    return tx, schedule
+
+
+def load_pose_prior(config):
+    """The frozen pose prior as (graphdef, state), or None for `config.prior = 'none'`.
+
+    'vae': a `PoseVAE(**config.prior_vae)` whose parameters come from
+    `config.prior_checkpoint` (a directory written by
+    `checkpoint.save_tree(path, nnx.to_pure_dict(nnx.state(vae)))`); without one, an
+    untrained VAE, with a warning (its KL still pulls poses towards its untrained mean).
+    """
+    kind = config.get("prior", "none")
+    if kind in (None, "none"):
+        return None
+    if kind == "discriminator":
+        raise NotImplementedError(
+            "config.prior='discriminator' (HMR's adversarial prior, paper Table 2) needs "
+            "the alternating discriminator update, which train_lib does not implement yet; "
+            "use 'vae' or 'none'."
+        )
+    if kind != "vae":
+        raise ValueError(f"unknown config.prior {kind!r}; choose 'vae', 'none' or 'discriminator'.")
+    vae = pose_prior.PoseVAE(**dict(config.get("prior_vae", {})), rngs=nnx.Rngs(0))
+    graphdef, state = nnx.split(vae)
+    state = nnx.to_pure_dict(state)
+    path = config.get("prior_checkpoint")
+    if path:
+        state = checkpoint_lib.restore_tree(path, checkpoint_lib.abstract_like(state))
+    else:
+        warnings.warn(
+            "config.prior='vae' without config.prior_checkpoint: using an UNTRAINED pose "
+            "VAE as the prior. Train one on AMASS poses and set config.prior_checkpoint.",
+            stacklevel=2,
+        )
+    return graphdef, state
+
+
+def make_mesh(devices=None) -> jax.sharding.Mesh:
+    """A 1-D mesh `('data',)` over `devices` (default: every device of every process)."""
+    devices = jax.devices() if devices is None else list(devices)
+    return jax.make_mesh((len(devices),), ("data",), devices=devices)
+
+
+def _is_key(x) -> bool:
+    return jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+# ----------------------------------------------------------------------------- the step
+
+
+@dataclasses.dataclass(frozen=True)
+class _StepSpec:
+    """The static parts of the step program (hashable: it keys `_STEP_CACHE`)."""
+
+    graphdef: Any
+    prior_graphdef: Any
+    mesh: jax.sharding.Mesh
+    config_json: str  # the step-relevant config fields
+
+    @property
+    def config(self) -> dict:
+        return json.loads(self.config_json)
+
+
+def _per_device(spec: _StepSpec, tx, traces: list, state, batch, constants):
+    """One step on one device's shard; collectives over 'data' make it global."""
+    traces[0] += 1  # a Python side effect: runs once per trace (compilation)
+    weights = losses.LossWeights(**(spec.config.get("loss_weights") or {}))
+    device = jax.lax.axis_index("data")
+    # Different dropout masks per device; the stored key itself never changes.
+    rest = jax.tree.map(lambda x: jax.random.fold_in(x, device) if _is_key(x) else x,
+                        state["rest"])  # fmt: skip
+    prior_kl = None
+    if constants["prior"] is not None:
+        prior_kl = nnx.merge(spec.prior_graphdef, constants["prior"]).kl
+    images = normalize_images(batch["image"])
+
+    def loss_fn(params):
+        model = nnx.merge(spec.graphdef, params, state["batch_stats"], rest)
+        out = model(images)
+        loss, terms = losses.regressor_loss(
+            out, batch, constants["body"], constants["h36m_regressor"], weights, prior_kl
+        )
+        _, _, batch_stats, new_rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+        return loss, (terms, nnx.to_pure_dict(batch_stats), nnx.to_pure_dict(new_rest))
+
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    (loss, (terms, batch_stats, new_rest)), grads = grad_fn(state["params"])
+    # Every shard has the same size and each loss term is a mean over its entries, so the
+    # mean over devices is the loss (and the gradient) of the global batch.
+    loss, terms, grads, batch_stats = jax.lax.pmean((loss, terms, grads, batch_stats), "data")
+    new_rest = jax.tree.map(lambda new, old: old if _is_key(old) else new,
+                            new_rest, state["rest"])  # fmt: skip
+    finite = losses.is_finite((loss, grads))
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+
+    def keep_if_finite(new, old):
+        return jax.tree.map(lambda n, o: o if _is_key(o) else jnp.where(finite, n, o), new, old)
+
+    step = state["step"]
+    new_state = {
+        "step": step + 1,
+        "params": keep_if_finite(params, state["params"]),
+        "batch_stats": keep_if_finite(batch_stats, state["batch_stats"]),
+        "rest": keep_if_finite(new_rest, state["rest"]),
+        "opt_state": keep_if_finite(opt_state, state["opt_state"]),
+        "bad_step": jnp.where(finite | (state["bad_step"] >= 0), state["bad_step"], step),
+    }
+    return new_state, {"loss": loss, **terms, "grad_norm": optax.tree.norm(grads)}
+
+
+#: `_StepSpec` → (jitted step, its trace counter): every `Trainer` with the same spec in
+#: this process shares one compiled step (tests, notebooks). The newest few are kept.
+_STEP_CACHE: collections.OrderedDict[_StepSpec, tuple[Callable, list]] = collections.OrderedDict()
+_STEP_CACHE_SIZE = 4
+
+#: Config fields the step program depends on.
+_STEP_FIELDS = ("model", "optimizer", "num_steps", "loss_weights", "prior", "prior_vae")
+
+
+def _compiled_step(spec: _StepSpec, tx) -> tuple[Callable, list]:
+    if spec in _STEP_CACHE:
+        _STEP_CACHE.move_to_end(spec)
+        return _STEP_CACHE[spec]
+    traces = [0]
+    sharded = jax.shard_map(
+        functools.partial(_per_device, spec, tx, traces),
+        mesh=spec.mesh,
+        in_specs=(P(), P("data"), P()),
+        out_specs=(P(), P()),
+        # pmap semantics: per-device gradients, averaged explicitly with pmean. (With vma
+        # checks, JAX would psum the gradients of replicated inputs itself, and the
+        # models' scans, whose zero carries are unvarying, would need pcast.)
+        check_vma=False,
+    )
+    _STEP_CACHE[spec] = (jax.jit(sharded, donate_argnums=0), traces)
+    while len(_STEP_CACHE) > _STEP_CACHE_SIZE:
+        _STEP_CACHE.popitem(last=False)
+    return _STEP_CACHE[spec]
+
+
+@dataclasses.dataclass
+class Trainer:
+    """Everything a run needs besides its data: the model's graph, the optimizer, the
+    jitted step, and the replicated constants it takes.
+
+    Build with `Trainer.create(config, mesh)`; `init_state()` gives the initial state,
+    `step(state, batch)` runs one training step, `traces[0]` counts its compilations.
+    """
+
+    config: Any
+    mesh: jax.sharding.Mesh
+    graphdef: Any
+    tx: optax.GradientTransformation
+    schedule: Callable
+    constants: dict  # body, h36m_regressor, prior state: replicated step inputs
+    initial: dict  # the initial state (host arrays)
+    prior_graphdef: Any = None
+
+    @classmethod
+    def create(cls, config, mesh: jax.sharding.Mesh | None = None) -> Trainer:
+        mesh = make_mesh() if mesh is None else mesh
+        if int(config.batch_size) % mesh.size:
+            raise ValueError(
+                f"batch_size {config.batch_size} is not divisible by the {mesh.size} devices."
+            )
+        model = build_model(config)
+        graphdef, params, batch_stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+        params = nnx.to_pure_dict(params)
+        tx, schedule = make_optimizer(config)
+        body, regressor = load_body(config)
+        prior = load_pose_prior(config)
+        constants = {"body": body, "h36m_regressor": regressor,
+                     "prior": None if prior is None else prior[1]}  # fmt: skip
+        initial = {
+            "step": jnp.zeros((), jnp.int32),
+            "params": params,
+            "batch_stats": nnx.to_pure_dict(batch_stats),
+            "rest": nnx.to_pure_dict(rest),
+            "opt_state": tx.init(params),
+            "bad_step": jnp.full((), -1, jnp.int32),  # first non-finite step, -1: none
+        }
+        trainer = cls(config, mesh, graphdef, tx, schedule, constants, initial,
+                      None if prior is None else prior[0])  # fmt: skip
+        trainer.constants = trainer.replicate(constants)
+        return trainer
+
+    # Placement -------------------------------------------------------------------------
+
+    def replicate(self, tree):
+        return jax.device_put(tree, NamedSharding(self.mesh, P()))
+
+    def init_state(self):
+        """A fresh copy of the initial training state, replicated over the mesh."""
+        # Explicit copies: the step donates its state, and device_put may alias a
+        # device array (even with may_alias=False, for a replicated multi-device target).
+        fresh = jax.tree.map(lambda x: jnp.array(x, copy=True), self.initial)
+        return self.replicate(fresh)
+
+    def global_batch(self, local_batch: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
+        """This process's slice of the global batch → global arrays sharded `P('data')`."""
+        sharding = NamedSharding(self.mesh, P("data"))
+        return {
+            k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+            for k, v in local_batch.items()
+        }
+
+    # The step --------------------------------------------------------------------------
+
+    @functools.cached_property
+    def _spec(self) -> _StepSpec:
+        config = _config_dict(self.config)
+        relevant = json.dumps({k: config.get(k) for k in _STEP_FIELDS}, sort_keys=True)
+        return _StepSpec(self.graphdef, self.prior_graphdef, self.mesh, relevant)
+
+    @property
+    def traces(self) -> list:
+        """[number of times the step was traced (≈ compiled) in this process]."""
+        return _compiled_step(self._spec, self.tx)[1]
+
+    def step(self, state, batch):
+        """One training step: (state, global batch) → (state, metrics); the state is
+        donated. Jitted and shared by every trainer of the same model, mesh and step
+        config in this process, so running several trainings in one process (tests,
+        notebooks) compiles it once."""
+        jitted, _ = _compiled_step(self._spec, self.tx)
+        return jitted(state, batch, self.constants)
+
+    # Evaluation ------------------------------------------------------------------------
+
+    def predictor(self, state) -> Callable:
+        """uint8 images [B, S, S, 3] → RegressorOutput with the model in eval mode
+        (BatchNorm running statistics, no dropout); jitted, on the default device."""
+        host = jax.device_get({k: state[k] for k in ("params", "batch_stats", "rest")})
+        model = nnx.merge(self.graphdef, host["params"], host["batch_stats"], host["rest"])
+        model.eval()
+        graphdef, variables = nnx.split(model)
+        return functools.partial(_predict(graphdef), variables)
+
+
+@functools.lru_cache(maxsize=4)
+def _predict(graphdef):
+    """A jitted (variables, uint8 images) → RegressorOutput for one eval-mode graph
+    (cached: evaluating again, e.g. every `eval_every` steps, does not recompile)."""
+
+    @jax.jit
+    def predict(variables, images):
+        return nnx.merge(graphdef, variables)(normalize_images(images))
+
+    return predict
+
+
+# ----------------------------------------------------------------------------- evaluators
+
+
+@jax.jit
+def _j14_errors(final, gt, body, h36m_regressor):
+    """(MPJPE [B], PA-MPJPE [B]) in metres of a final estimate vs gt J14 joints [B, 14, 3]."""
+    vertices = body(betas=final.betas, body_pose=final.rotmat[:, 1:],
+                    global_orient=final.rotmat[:, :1], pose2rot=False).vertices  # fmt: skip
+    joints, _ = geometry.j24_joints(vertices, h36m_regressor)
+    pred = geometry.root_centred(joints)[:, np.asarray(skeleton.J24_TO_J14)]
+    return metrics.mpjpe(pred, gt), metrics.pa_mpjpe(pred, gt)
+
+
+def synthetic_mpjpe(ctx, source, limit: int | None = 256, **_):
+    """MPJPE and PA-MPJPE (mm) of the final estimate on `source` (first `limit` examples).
+
+    The predicted mesh's 17 Human3.6M joints go to SPIN's J24 slots, are centred on the
+    pelvis, and the 14 LSP joints (`skeleton.J24_TO_J14`) are compared with the
+    root-centred ground truth `joints_3d` (same slots).
+    """
+    n = len(source) if limit is None else min(int(limit), len(source))
+    j14 = np.asarray(skeleton.J24_TO_J14)
+    errors, aligned = [], []
+    for start in range(0, n, ctx.batch_size):
+        # Fixed batch shape (the last batch is padded) so that everything compiles once.
+        examples = [source[min(i, n - 1)] for i in range(start, start + ctx.batch_size)]
+        images = np.stack([e["image"] for e in examples])
+        gt = np.stack([e["joints_3d"][j14, :3] for e in examples])
+        e, a = _j14_errors(ctx.predict(images).final, gt, ctx.body, ctx.h36m_regressor)
+        valid = min(ctx.batch_size, n - start)
+        errors.append(np.asarray(e)[:valid])
+        aligned.append(np.asarray(a)[:valid])
+    return {
+        "mpjpe_mm": float(np.concatenate(errors).mean() * 1000.0),
+        "pa_mpjpe_mm": float(np.concatenate(aligned).mean() * 1000.0),
+        "num_examples": n,
+    }
+
+
+BUILTIN_EVALUATORS: dict[str, Callable] = {"synthetic_mpjpe": synthetic_mpjpe}
+
+
+def evaluators() -> dict[str, Callable]:
+    """Evaluator name → function: `hkmr_jax.eval_lib.EVALUATORS` (if that module exists)
+    and the built-in ones."""
+    found = dict(BUILTIN_EVALUATORS)
+    try:
+        from hkmr_jax import eval_lib
+    except ImportError:
+        return found
+    found.update(getattr(eval_lib, "EVALUATORS", {}))
+    return found
+
+
+def _eval_context(predict, body, regressor, batch_size):
+    try:
+        from hkmr_jax.eval_lib import EvalContext
+    except ImportError:
+        return types.SimpleNamespace(predict=predict, body=body, h36m_regressor=regressor,
+                                     batch_size=batch_size)  # fmt: skip
+    return EvalContext(predict=predict, body=body, h36m_regressor=regressor,
+                       batch_size=batch_size)  # fmt: skip
+
+
+def check_evals(config) -> None:
+    """Fail early (before training) on unknown evaluator names."""
+    known = evaluators()
+    for spec in config.get("evals", None) or ():
+        if spec.get("name") not in known:
+            raise ValueError(
+                f"unknown evaluator {spec.get('name')!r} in config.evals; valid: "
+                f"{', '.join(sorted(known))}."
+            )
+
+
+def run_evals(trainer: Trainer, state, sources: dict) -> dict[str, float]:
+    """Every `config.evals` entry on the current state → flat {'eval/<label>/<key>': x}."""
+    config = trainer.config
+    specs = list(config.get("evals", None) or ())
+    if not specs:
+        return {}
+    known = evaluators()
+    batch_size = int(config.get("eval_batch_size", 32))
+    body = jax.device_get(trainer.constants["body"])
+    regressor = jax.device_get(trainer.constants["h36m_regressor"])
+    ctx = _eval_context(trainer.predictor(state), body, regressor, batch_size)
+    results = {}
+    for spec in specs:
+        spec = dict(spec)
+        name = spec.pop("name")
+        dataset, split = spec.pop("dataset", "synthetic"), spec.pop("split", "test")
+        label = spec.pop("label", f"{dataset}_{split}_{name}")
+        if (dataset, split) not in sources:
+            sources[dataset, split] = pipeline.make_source(dataset, split, config.data)
+        result = known[name](ctx, sources[dataset, split], **spec)
+        results.update(_flatten(result, f"eval/{label}"))
+    return results
+
+
+def _flatten(tree, prefix) -> dict[str, float]:
+    out = {}
+    if isinstance(tree, Mapping):
+        for k, v in tree.items():
+            out.update(_flatten(v, f"{prefix}/{k}"))
+    elif isinstance(tree, int | float | np.number) and not isinstance(tree, bool):
+        out[prefix] = float(tree)
+    return out
+
+
+# ----------------------------------------------------------------------------- the workdir
+
+
+def _config_dict(config) -> dict:
+    return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+def _differences(old, new, prefix="") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new)):
+            if not prefix and k in BOOKKEEPING_KEYS:
+                continue
+            out += _differences(old.get(k, "<absent>"), new.get(k, "<absent>"), f"{prefix}{k}.")
+        return out
+    return [] if old == new else [f"{prefix[:-1]}: {old!r} → {new!r}"]
+
+
+def prepare_workdir(config, workdir: Path, overwrite: bool) -> None:
+    """Write `workdir/config.json` on the first start; refuse a workdir holding a run of
+    a different config (bookkeeping fields aside) unless `overwrite`, which deletes the
+    old run's `config.json`, `checkpoints/` and `tb/` (nothing else) first."""
+    path = workdir / "config.json"
+    if overwrite:
+        for name in ("checkpoints", "tb"):
+            shutil.rmtree(workdir / name, ignore_errors=True)
+        path.unlink(missing_ok=True)
+    new = _config_dict(config)
+    if path.exists():
+        diff = _differences(json.loads(path.read_text()), new)
+        if diff:
+            raise WorkdirConfigError(
+                f"{workdir} holds a run of a different config ({path}); differences:\n  "
+                + "\n  ".join(diff[:20])
+                + "\nUse another --workdir, or --overwrite to delete that run and start afresh."
+            )
+    workdir.mkdir(parents=True, exist_ok=True)
+    if jax.process_index() == 0:
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(new, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- signals
+
+
+class _StopRequest:
+    """SIGTERM / SIGINT set a flag that the loop checks between steps (a second SIGINT
+    interrupts at once). Handlers are installed only in the main thread."""
+
+    def __init__(self):
+        self.signal: int | None = None
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def _writer(workdir: Path, start_step: int):
+    if jax.process_index() != 0:
+        return None
+    from tensorboardX import SummaryWriter
+
+    # purge_step drops events a previous, interrupted run wrote after its last checkpoint.
+    return SummaryWriter(str(workdir / "tb"), purge_step=start_step or None)
+
+
+def _progress(config, start, total):
+    import tqdm
+
+    disable = not config.get("progress_bar", True) or jax.process_index() != 0
+    return tqdm.tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, disable=disable)
+
+
+def train_and_evaluate(config, workdir, *, overwrite: bool = False,
+                       stop_after: int | None = None) -> dict[str, float]:  # fmt: skip
+    """Train `config` in `workdir`, resuming from its latest checkpoint; then evaluate.
+
+    Args:
+      config: an ml_collections.ConfigDict (see `configs/hkmr.py`).
+      workdir: output directory: `config.json`, `checkpoints/<step>/`, `tb/` (TensorBoard).
+      overwrite: start afresh even if `workdir` holds a run of another config (its
+        checkpoints and logs are deleted).
+      stop_after: stop (checkpointed, without the final evaluation) once this many steps
+        are done in total, as a preempted job would; the run resumes later unchanged.
+
+    Returns:
+      Final metrics: `step`, `train/<term>` (the last logged values), `eval/...`,
+      `seconds`, `train/step_traces` (compilations of the step; 1 unless shapes change),
+      and `interrupted` (1.0 when stopped by a signal or `stop_after`).
+
+    Raises:
+      NonFiniteLossError: the loss or a gradient was not finite at some step.
+      WorkdirConfigError: `workdir` holds a run of another config.
+    """
+    if config.get("multihost", False):
+        with contextlib.suppress(RuntimeError):  # already initialised
+            jax.distributed.initialize()
+    workdir = Path(workdir).expanduser().absolute()
+    check_evals(config)
+    prepare_workdir(config, workdir, overwrite)
+    trainer = Trainer.create(config)
+    num_steps = int(config.num_steps)
+    checkpoint_every = int(config.get("checkpoint_every", 0)) or num_steps
+    ckpt = checkpoint_lib.Checkpointer(workdir / "checkpoints",
+                                       keep=config.get("keep_checkpoints", None))  # fmt: skip
+    state = trainer.init_state()
+    restored = ckpt.restore(checkpoint_lib.abstract_like(state))
+    start = 0
+    if restored is not None:
+        start, state = restored
+        if jax.process_index() == 0:
+            print(f"resuming from step {start} ({ckpt.directory})", flush=True)
+    try:
+        return _train_loop(trainer, state, start, num_steps, checkpoint_every, ckpt, workdir,
+                           stop_after)  # fmt: skip
+    finally:
+        ckpt.close()
+
+
+def _train_loop(trainer, state, start, num_steps, checkpoint_every, ckpt, workdir, stop_after):
+    config = trainer.config
+    log_every = max(int(config.get("log_every", 50)), 1)
+    eval_every = int(config.get("eval_every", 0))
+    global_batch = int(config.batch_size)
+    end = num_steps if stop_after is None else min(num_steps, int(stop_after))
+    eval_sources: dict = {}
+    last: dict[str, float] = {}
+    pending: list[dict] = []  # device metrics since the last log: no host sync per step
+    saved = start if ckpt.latest_step() == start else None
+    t_run = time.perf_counter()
+    t_log, timed_steps = None, 0  # images/s excludes the first step (compilation)
+    step = start
+    data = pipeline.train_iterator(config, start) if start < end else iter(())
+    writer = _writer(workdir, start)
+    bar = _progress(config, start, num_steps)
+
+    def check_finite():
+        bad = int(jax.device_get(state["bad_step"]))
+        if bad >= 0:
+            raise NonFiniteLossError(
+                f"non-finite loss or gradients at step {bad} (0-based; its update was "
+                f"skipped); training stopped at step {step}. The last good checkpoint is "
+                f"step {ckpt.latest_step()} in {ckpt.directory}. Lower "
+                "optimizer.learning_rate, set optimizer.clip_norm, or check that step's data."
+            )
+
+    def save():
+        nonlocal saved
+        if saved != step:
+            check_finite()  # never checkpoint a state that saw a non-finite step
+            ckpt.save(step, state)
+            saved = step
+
+    def emit(scalars):
+        if writer is not None:
+            for k, v in scalars.items():
+                writer.add_scalar(k, v, step)
+            writer.flush()
+
+    try:
+        with _StopRequest() as stop:
+            while step < end and stop.signal is None:
+                batch = trainer.global_batch(next(data))
+                state, step_metrics = trainer.step(state, batch)
+                pending.append(step_metrics)
+                step += 1
+                bar.update(1)
+                if t_log is None:
+                    t_log = time.perf_counter()  # the first call returns once compiled
+                else:
+                    timed_steps += 1
+                if step % log_every == 0 or step == end:
+                    check_finite()
+                    fetched = jax.device_get(pending)
+                    now = time.perf_counter()
+                    last = {
+                        f"train/{k}": float(np.mean([m[k] for m in fetched])) for k in fetched[0]
+                    }
+                    last["train/learning_rate"] = float(trainer.schedule(step - 1))
+                    if timed_steps:
+                        last["train/images_per_sec"] = timed_steps * global_batch / (now - t_log)
+                    emit(last)
+                    bar.set_postfix(loss=f"{last['train/loss']:.4g}")
+                    pending, t_log, timed_steps = [], now, 0
+                if step % checkpoint_every == 0 or step == num_steps:
+                    save()
+                if eval_every > 0 and step % eval_every == 0 and step < num_steps:
+                    emit(run_evals(trainer, state, eval_sources))
+            interrupted = step < num_steps
+            if interrupted and step > start:
+                save()  # a signal or stop_after: keep what was done
+        ckpt.wait()
+        bar.close()
+        results = {"step": float(step), **last}
+        if not interrupted:
+            evals = run_evals(trainer, state, eval_sources)
+            emit(evals)
+            results.update(evals)
+    finally:
+        bar.close()
+        if hasattr(data, "close"):
+            data.close()  # stops grain's reader threads
+        if writer is not None:
+            writer.close()
+    results["seconds"] = time.perf_counter() - t_run
+    results["train/step_traces"] = float(trainer.traces[0])
+    results["interrupted"] = float(interrupted)
+    _summary(results, start, stop.signal, workdir)
+    return results
+
+
+def _summary(results, start, signum, workdir):
+    if jax.process_index() != 0:
+        return
+    lines = [f"steps {start} → {int(results['step'])} in {results['seconds']:.1f} s ({workdir})"]
+    if signum is not None:
+        lines.append(f"stopped by {signal.Signals(signum).name}; checkpoint saved, resume with "
+                     "the same command")  # fmt: skip
+    elif results["interrupted"]:
+        lines.append("stopped early (stop_after); checkpoint saved")
+    terms = [f"{k[6:]} {v:.4g}" for k, v in results.items()
+             if k.startswith("train/") and k != "train/step_traces"]  # fmt: skip
+    if terms:
+        lines.append("final: " + ", ".join(terms))
+    evals = [f"{k[5:]} {v:.2f}" for k, v in results.items() if k.startswith("eval/")]
+    if evals:
+        lines.append("eval: " + ", ".join(evals))
+    print("\n".join(lines), flush=True)
+
+
+def restore_model(config, workdir, step: int | None = None) -> tuple[nnx.Module, int]:
+    """The model of a run's checkpoint (latest readable one, or `step`), in eval mode.
+
+    For evaluation programs: `model(normalize_images(images))` → RegressorOutput.
+    """
+    trainer = Trainer.create(config, make_mesh(jax.devices()[:1]))
+    ckpt = checkpoint_lib.Checkpointer(Path(workdir).expanduser().absolute() / "checkpoints")
+    try:
+        restored = ckpt.restore(checkpoint_lib.abstract_like(trainer.init_state()), step)
+    finally:
+        ckpt.close()
+    if restored is None:
+        raise FileNotFoundError(f"no checkpoint in {ckpt.directory}; train first.")
+    step, state = restored
+    model = nnx.merge(trainer.graphdef, state["params"], state["batch_stats"], state["rest"])
+    model.eval()
+    return model, step
+
+
+__all__ = [
+    "BOOKKEEPING_KEYS",
+    "BUILTIN_EVALUATORS",
+    "NonFiniteLossError",
+    "Trainer",
+    "WorkdirConfigError",
+    "build_model",
+    "evaluators",
+    "load_body",
+    "load_pose_prior",
+    "make_mesh",
+    "make_optimizer",
+    "normalize_images",
+    "restore_model",
+    "run_evals",
+    "synthetic_mpjpe",
+    "train_and_evaluate",
+]

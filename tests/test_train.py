@@ -1,0 +1,294 @@
+"""Training end to end on the smoke configs: resume, data parallelism, signals, NaNs,
+workdir and config checks.
+
+The in-process runs share one compiled step (`train_lib` caches it per model/mesh/step
+config), so the resume and NaN tests compile it once between them; the multi-device and
+SIGTERM tests run in subprocesses with the HMR smoke config, which compiles fastest.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from hkmr_jax import checkpoint, train_lib
+from hkmr_jax.data import pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_config(name: str = "hkmr", variant: str | None = "smoke"):
+    spec = importlib.util.spec_from_file_location(f"{name}_config", ROOT / "configs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(variant)
+
+
+def smoke_config():
+    """configs/hkmr.py:smoke, 6 steps, checkpoints at 3 and 6, no progress bar or evals."""
+    c = load_config()
+    c.progress_bar = False
+    c.evals = []
+    return c
+
+
+def restore(workdir, config, step=None):
+    abstract = checkpoint.abstract_like(train_lib.Trainer.create(config).init_state())
+    ckpt = checkpoint.Checkpointer(Path(workdir) / "checkpoints")
+    try:
+        return ckpt.restore(abstract, step)
+    finally:
+        ckpt.close()
+
+
+def _env(**extra):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    env.update(extra)
+    return env
+
+
+def test_resume_continues_exactly(tmp_path):
+    config = smoke_config()
+    with_evals = smoke_config()
+    with_evals.evals = [{"name": "synthetic_mpjpe", "limit": 8}]  # a bookkeeping field
+    full = train_lib.train_and_evaluate(with_evals, tmp_path / "full")
+    first = train_lib.train_and_evaluate(config, tmp_path / "split", stop_after=3)
+    second = train_lib.train_and_evaluate(config, tmp_path / "split")
+
+    assert (full["step"], first["step"], second["step"]) == (6, 3, 6)
+    assert first["interrupted"] == 1.0 and second["interrupted"] == 0.0
+    # The step compiled once for all three runs: resuming does not retrace it.
+    assert full["train/step_traces"] == second["train/step_traces"] == 1
+    # Steps 4-6 (the last log) saw the same data from the same state.
+    np.testing.assert_allclose(second["train/loss"], full["train/loss"], rtol=1e-6)
+
+    step_a, state_a = restore(tmp_path / "full", config)
+    step_b, state_b = restore(tmp_path / "split", config)
+    assert step_a == step_b == 6
+    for key in ("params", "batch_stats", "opt_state"):
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+            state_a[key],
+            state_b[key],
+        )
+    initial = train_lib.Trainer.create(config).initial["params"]
+    moved = jax.tree.map(lambda a, b: np.abs(np.asarray(a) - b).max(), initial, state_a["params"])
+    assert max(jax.tree.leaves(moved)) > 1e-4  # training did change the parameters
+
+    # The evaluator hook ran at the end of the uninterrupted run.
+    assert 0 < full["eval/synthetic_test_synthetic_mpjpe/mpjpe_mm"] < 2000
+    assert full["eval/synthetic_test_synthetic_mpjpe/num_examples"] == 8
+    assert json.loads((tmp_path / "full" / "config.json").read_text())["num_steps"] == 6
+    assert list((tmp_path / "full" / "tb").glob("events.out.tfevents.*"))
+
+    # A damaged newest step is skipped with a warning; the previous one is restored.
+    for path in (tmp_path / "split" / "checkpoints" / "6").rglob("*"):
+        if path.is_file() and path.name != "_CHECKPOINT_METADATA":
+            path.write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match="step 6 .* could not be restored"):
+        step, _ = restore(tmp_path / "split", config)
+    assert step == 3
+
+
+class _NaNKeypointsAt:
+    """The synthetic train stream with NaN keypoints for examples [start, stop)."""
+
+    def __init__(self, source, start, stop):
+        self.source, self.start, self.stop = source, start, stop
+
+    def __len__(self):
+        return len(self.source)
+
+    def __getitem__(self, i):
+        example = dict(self.source[i])
+        if self.start <= i < self.stop:
+            example["keypoints"] = np.full_like(example["keypoints"], np.nan)
+        return example
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    config = smoke_config()  # batch 8: step 4 reads synthetic examples 32..39
+    monkeypatch.setitem(
+        pipeline._FACTORIES,
+        "nan_at_step_4",
+        lambda split, data: _NaNKeypointsAt(pipeline.make_source("synthetic", split, data), 32, 40),
+    )
+    config.data.datasets = [{"name": "nan_at_step_4", "ratio": 1.0}]
+    config.checkpoint_every = 2
+    with pytest.raises(
+        train_lib.NonFiniteLossError, match=r"at step 4 .*last good checkpoint is step 4"
+    ):
+        train_lib.train_and_evaluate(config, tmp_path)
+    ckpt = checkpoint.Checkpointer(tmp_path / "checkpoints")
+    assert ckpt.steps() == [2, 4]
+    ckpt.close()
+    step, state = restore(tmp_path, config)
+    assert step == 4 and int(state["bad_step"]) == -1
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(state["params"]))
+
+
+def test_a_workdir_of_another_config_is_refused(tmp_path):
+    config = smoke_config()
+    train_lib.prepare_workdir(config, tmp_path, overwrite=False)
+    other = smoke_config()
+    other.optimizer.learning_rate = 0.5
+    expected = f"optimizer.learning_rate: {config.optimizer.learning_rate!r} → 0.5"
+    with pytest.raises(train_lib.WorkdirConfigError, match=re.escape(expected)):
+        train_lib.train_and_evaluate(other, tmp_path)
+    # Bookkeeping fields may change between runs.
+    relogged = smoke_config()
+    relogged.log_every = 1
+    relogged.evals = [{"name": "synthetic_mpjpe"}]
+    train_lib.prepare_workdir(relogged, tmp_path, overwrite=False)
+    # --overwrite deletes the old run (checkpoints, logs, config.json) and nothing else.
+    (tmp_path / "checkpoints" / "3").mkdir(parents=True)
+    (tmp_path / "notes.txt").write_text("mine")
+    train_lib.prepare_workdir(other, tmp_path, overwrite=True)
+    assert not (tmp_path / "checkpoints").exists() and (tmp_path / "notes.txt").exists()
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["optimizer"]["learning_rate"] == 0.5
+
+
+def test_unknown_evaluator_and_prior_fail_before_training(tmp_path):
+    config = smoke_config()
+    config.evals = [{"name": "mpjpe_typo"}]
+    with pytest.raises(ValueError, match=r"unknown evaluator 'mpjpe_typo'.*synthetic_mpjpe"):
+        train_lib.train_and_evaluate(config, tmp_path)
+    assert not (tmp_path / "config.json").exists()
+    config = smoke_config()
+    config.prior = "discriminator"
+    with pytest.raises(NotImplementedError, match="discriminator"):
+        train_lib.load_pose_prior(config)
+
+
+def test_the_pose_prior_loads_from_a_checkpoint(tmp_path):
+    from flax import nnx
+
+    from hkmr_jax.models import pose_prior
+
+    config = smoke_config()
+    config.prior = "vae"
+    config.prior_vae = {"latent_dim": 4, "hidden_dim": 8}
+    vae = pose_prior.PoseVAE(latent_dim=4, hidden_dim=8, rngs=nnx.Rngs(7))
+    checkpoint.save_tree(tmp_path / "vae", nnx.to_pure_dict(nnx.state(vae)))
+    config.prior_checkpoint = str(tmp_path / "vae")
+    _, state = train_lib.load_pose_prior(config)
+    np.testing.assert_array_equal(state["enc_mu"]["kernel"], vae.enc_mu.kernel[...])
+    config.prior_checkpoint = None
+    with pytest.warns(UserWarning, match="UNTRAINED"):
+        train_lib.load_pose_prior(config)
+
+
+def test_config_variants():
+    for name in ("hkmr", "hmr"):
+        for variant in ("default", "smoke", "paper"):
+            c = load_config(name, variant)
+            assert c.model.name == name
+            assert c.batch_size % 8 == 0 and c.num_steps > 0
+    paper = load_config("hkmr", "paper")
+    assert paper.model.encoder.name == "resnet50" and paper.data.image_size == 224
+    assert paper.optimizer.learning_rate == 5e-5 and paper.batch_size == 64
+    regressor = paper.model.regressor
+    assert (regressor.embed_dim, regressor.outer_iters, regressor.inner_iters) == (160, 3, 4)
+    assert (regressor.history, regressor.passes) == ("all", "forward_backward")
+    with pytest.raises(ValueError, match="unknown config variant"):
+        load_config("hkmr", "smok")
+
+
+def test_a_misspelt_override_fails(tmp_path):
+    cmd = [sys.executable, str(ROOT / "train.py"), "--config", "configs/hkmr.py:smoke",
+           "--config.num_stepz=3", "--workdir", str(tmp_path / "run")]  # fmt: skip
+    result = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert 'Did you mean "num_steps"' in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+    workdir = tmp_path / "run"
+    cmd = [sys.executable, str(ROOT / "train.py"), "--config", "configs/hmr.py:smoke",
+           "--workdir", str(workdir), "--config.num_steps=100000", "--config.checkpoint_every=5",
+           "--config.progress_bar=False"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while not (workdir / "checkpoints" / "5").is_dir():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no checkpoint after 240 s"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    assert "stopped by SIGTERM" in out
+    config = load_config("hmr")
+    step, state = restore(workdir, config)
+    assert step >= 5 and int(state["step"]) == step
+
+
+_DEVICES_SCRIPT = """
+import importlib.util, json, sys
+import jax, numpy as np
+from hkmr_jax import train_lib
+from hkmr_jax.data import pipeline
+
+spec = importlib.util.spec_from_file_location("c", "configs/hmr.py")
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+config = module.get_config("smoke")
+config.model.encoder.bn_axis_name = "data"  # synchronised BN: statistics of the whole batch
+config.model.regressor.dropout = 0.0  # dropout masks differ per device by design
+config.prior, config.prior_vae = "vae", {"latent_dim": 4, "hidden_dim": 8}
+batch = next(pipeline.train_iterator(config, 0, process_index=0, process_count=1))
+results = {}
+for n in (1, 4):
+    trainer = train_lib.Trainer.create(config, train_lib.make_mesh(jax.devices()[:n]))
+    state, metrics = trainer.step(trainer.init_state(), trainer.global_batch(batch))
+    results[n] = jax.device_get((state, metrics))
+(s1, m1), (s4, m4) = results[1], results[4]
+def diff(a, b):
+    return max(jax.tree.leaves(jax.tree.map(lambda x, y: float(np.abs(x - y).max()), a, b)))
+
+init = trainer.initial["params"]
+print(json.dumps({
+    "devices": jax.device_count(),
+    "metrics": {k: [float(m1[k]), float(m4[k])] for k in m1},
+    "params": diff(s1["params"], s4["params"]),
+    "update": diff(s1["params"], init),
+    "batch_stats": diff(s1["batch_stats"], s4["batch_stats"]),
+}))
+"""
+
+
+def test_one_and_four_devices_take_the_same_step():
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(_DEVICES_SCRIPT)], cwd=ROOT,
+        env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=4"),
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["devices"] == 4
+    assert "kl" in out["metrics"]  # the VAE prior is part of the loss
+    for name, (one, four) in out["metrics"].items():
+        np.testing.assert_allclose(four, one, rtol=2e-5, err_msg=name)
+    # Adam's first update moves parameters by about the learning rate (1e-3).
+    assert out["update"] > 1e-4
+    assert out["params"] < 1e-5
+    assert out["batch_stats"] < 1e-5
