@@ -108,7 +108,7 @@ def base(regressor_name: str = "hkmr") -> config_dict.ConfigDict:
     c.checkpoint_every = 500
     c.keep_checkpoints = 3
     c.eval_every = 0  # > 0: also evaluate every that many steps
-    c.evals = [dict(name="synthetic_mpjpe", dataset="synthetic", split="test", limit=256)]
+    c.evals = [dict(name="standard", dataset="synthetic", split="test", limit=256)]
     c.eval_batch_size = 64
     c.progress_bar = True
     c.multihost = False  # True: jax.distributed.initialize() first (multi-host jobs)
@@ -127,7 +127,7 @@ def smoke(c: config_dict.ConfigDict) -> config_dict.ConfigDict:
     c.optimizer.warmup_steps = 0
     c.log_every = 3
     c.checkpoint_every = 3
-    c.evals = [dict(name="synthetic_mpjpe", dataset="synthetic", split="test", limit=8)]
+    c.evals = [dict(name="standard", dataset="synthetic", split="test", limit=8)]
     c.eval_batch_size = 8
     return c
 

@@ -25,7 +25,7 @@ the next log or checkpoint (no per-step host round-trip) and stops with
 
 Evaluators (`config.evals`, a list of `{name, dataset='synthetic', split='test', ...}`)
 run every `config.eval_every` steps (if > 0) and at the end. `name` is looked up in
-`hkmr_jax.eval_lib.EVALUATORS` when that module exists, then in `BUILTIN_EVALUATORS`;
+`hkmr_jax.eval_lib.EVALUATORS`;
 each is called as `evaluator(ctx, source, **other_fields)` with `ctx` holding `predict`
 (uint8 images [B, S, S, 3] → `RegressorOutput`, eval mode), `body`, `h36m_regressor` and
 `batch_size`, and returns a (nested) dict of numbers, logged as `eval/<label>/...`.
@@ -43,7 +43,6 @@ import shutil
 import signal
 import threading
 import time
-import types
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -59,11 +58,10 @@ from jax.sharding import PartitionSpec as P
 
 import smpl_jax
 from hkmr_jax import checkpoint as checkpoint_lib
-from hkmr_jax import geometry, losses, metrics, models
+from hkmr_jax import eval_lib, losses, models
 from hkmr_jax.data import pipeline
 from hkmr_jax.models import encoder as encoder_lib
 from hkmr_jax.models import pose_prior
-from smpl_jax import skeleton
 
 #: Config fields that do not change what a step computes: a run may resume with new values.
 BOOKKEEPING_KEYS = frozenset(
@@ -420,65 +418,9 @@ def _predict(graphdef):
 # ----------------------------------------------------------------------------- evaluators
 
 
-@jax.jit
-def _j14_errors(final, gt, body, h36m_regressor):
-    """(MPJPE [B], PA-MPJPE [B]) in metres of a final estimate vs gt J14 joints [B, 14, 3]."""
-    vertices = body(betas=final.betas, body_pose=final.rotmat[:, 1:],
-                    global_orient=final.rotmat[:, :1], pose2rot=False).vertices  # fmt: skip
-    joints, _ = geometry.j24_joints(vertices, h36m_regressor)
-    pred = geometry.root_centred(joints)[:, np.asarray(skeleton.J24_TO_J14)]
-    return metrics.mpjpe(pred, gt), metrics.pa_mpjpe(pred, gt)
-
-
-def synthetic_mpjpe(ctx, source, limit: int | None = 256, **_):
-    """MPJPE and PA-MPJPE (mm) of the final estimate on `source` (first `limit` examples).
-
-    The predicted mesh's 17 Human3.6M joints go to SPIN's J24 slots, are centred on the
-    pelvis, and the 14 LSP joints (`skeleton.J24_TO_J14`) are compared with the
-    root-centred ground truth `joints_3d` (same slots).
-    """
-    n = len(source) if limit is None else min(int(limit), len(source))
-    j14 = np.asarray(skeleton.J24_TO_J14)
-    errors, aligned = [], []
-    for start in range(0, n, ctx.batch_size):
-        # Fixed batch shape (the last batch is padded) so that everything compiles once.
-        examples = [source[min(i, n - 1)] for i in range(start, start + ctx.batch_size)]
-        images = np.stack([e["image"] for e in examples])
-        gt = np.stack([e["joints_3d"][j14, :3] for e in examples])
-        e, a = _j14_errors(ctx.predict(images).final, gt, ctx.body, ctx.h36m_regressor)
-        valid = min(ctx.batch_size, n - start)
-        errors.append(np.asarray(e)[:valid])
-        aligned.append(np.asarray(a)[:valid])
-    return {
-        "mpjpe_mm": float(np.concatenate(errors).mean() * 1000.0),
-        "pa_mpjpe_mm": float(np.concatenate(aligned).mean() * 1000.0),
-        "num_examples": n,
-    }
-
-
-BUILTIN_EVALUATORS: dict[str, Callable] = {"synthetic_mpjpe": synthetic_mpjpe}
-
-
 def evaluators() -> dict[str, Callable]:
-    """Evaluator name → function: `hkmr_jax.eval_lib.EVALUATORS` (if that module exists)
-    and the built-in ones."""
-    found = dict(BUILTIN_EVALUATORS)
-    try:
-        from hkmr_jax import eval_lib
-    except ImportError:
-        return found
-    found.update(getattr(eval_lib, "EVALUATORS", {}))
-    return found
-
-
-def _eval_context(predict, body, regressor, batch_size):
-    try:
-        from hkmr_jax.eval_lib import EvalContext
-    except ImportError:
-        return types.SimpleNamespace(predict=predict, body=body, h36m_regressor=regressor,
-                                     batch_size=batch_size)  # fmt: skip
-    return EvalContext(predict=predict, body=body, h36m_regressor=regressor,
-                       batch_size=batch_size)  # fmt: skip
+    """Evaluator name → function (`hkmr_jax.eval_lib.EVALUATORS`)."""
+    return dict(eval_lib.EVALUATORS)
 
 
 def check_evals(config) -> None:
@@ -502,7 +444,7 @@ def run_evals(trainer: Trainer, state, sources: dict) -> dict[str, float]:
     batch_size = int(config.get("eval_batch_size", 32))
     body = jax.device_get(trainer.constants["body"])
     regressor = jax.device_get(trainer.constants["h36m_regressor"])
-    ctx = _eval_context(trainer.predictor(state), body, regressor, batch_size)
+    ctx = eval_lib.EvalContext(trainer.predictor(state), body, regressor, batch_size)
     results = {}
     for spec in specs:
         spec = dict(spec)
@@ -793,7 +735,6 @@ def restore_model(config, workdir, step: int | None = None) -> tuple[nnx.Module,
 
 __all__ = [
     "BOOKKEEPING_KEYS",
-    "BUILTIN_EVALUATORS",
     "NonFiniteLossError",
     "Trainer",
     "WorkdirConfigError",
@@ -806,6 +747,5 @@ __all__ = [
     "normalize_images",
     "restore_model",
     "run_evals",
-    "synthetic_mpjpe",
     "train_and_evaluate",
 ]

@@ -63,7 +63,7 @@ def _env(**extra):
 def test_resume_continues_exactly(tmp_path):
     config = smoke_config()
     with_evals = smoke_config()
-    with_evals.evals = [{"name": "synthetic_mpjpe", "limit": 8}]  # a bookkeeping field
+    with_evals.evals = [{"name": "standard", "limit": 8}]  # a bookkeeping field
     full = train_lib.train_and_evaluate(with_evals, tmp_path / "full")
     first = train_lib.train_and_evaluate(config, tmp_path / "split", stop_after=3)
     second = train_lib.train_and_evaluate(config, tmp_path / "split")
@@ -89,8 +89,8 @@ def test_resume_continues_exactly(tmp_path):
     assert max(jax.tree.leaves(moved)) > 1e-4  # training did change the parameters
 
     # The evaluator hook ran at the end of the uninterrupted run.
-    assert 0 < full["eval/synthetic_test_synthetic_mpjpe/mpjpe_mm"] < 2000
-    assert full["eval/synthetic_test_synthetic_mpjpe/num_examples"] == 8
+    assert 0 < full["eval/synthetic_test_standard/mpjpe_mm"] < 2000
+    assert full["eval/synthetic_test_standard/num_examples"] == 8
     assert json.loads((tmp_path / "full" / "config.json").read_text())["num_steps"] == 6
     assert list((tmp_path / "full" / "tb").glob("events.out.tfevents.*"))
 
@@ -151,7 +151,7 @@ def test_a_workdir_of_another_config_is_refused(tmp_path):
     # Bookkeeping fields may change between runs.
     relogged = smoke_config()
     relogged.log_every = 1
-    relogged.evals = [{"name": "synthetic_mpjpe"}]
+    relogged.evals = [{"name": "standard"}]
     train_lib.prepare_workdir(relogged, tmp_path, overwrite=False)
     # --overwrite deletes the old run (checkpoints, logs, config.json) and nothing else.
     (tmp_path / "checkpoints" / "3").mkdir(parents=True)
@@ -165,7 +165,7 @@ def test_a_workdir_of_another_config_is_refused(tmp_path):
 def test_unknown_evaluator_and_prior_fail_before_training(tmp_path):
     config = smoke_config()
     config.evals = [{"name": "mpjpe_typo"}]
-    with pytest.raises(ValueError, match=r"unknown evaluator 'mpjpe_typo'.*synthetic_mpjpe"):
+    with pytest.raises(ValueError, match=r"unknown evaluator 'mpjpe_typo'.*standard"):
         train_lib.train_and_evaluate(config, tmp_path)
     assert not (tmp_path / "config.json").exists()
     config = smoke_config()
