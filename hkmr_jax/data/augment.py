@@ -195,13 +195,15 @@ def _flip_index(n: int, name: str) -> np.ndarray:
 
 # Axis-angle arithmetic through unit quaternions (w, x, y, z) in float64: exact at the
 # zero rotation and accurate up to π, unlike a matrix logarithm through acos.
-def _axis_angle_to_quaternion(aa: np.ndarray) -> np.ndarray:
+# float64 NumPy quaternions (w, x, y, z), shared with data/synthetic.py: label
+# arithmetic on the host, exact near the 180° rotations SPIN's camera frame is full of.
+def axis_angle_to_quaternion(aa: np.ndarray) -> np.ndarray:
     theta = np.linalg.norm(aa, axis=-1, keepdims=True)
     # sin(θ/2)/θ = ½·sinc(θ/2π) with numpy's normalised sinc, which is exact at 0.
     return np.concatenate([np.cos(theta / 2), aa * 0.5 * np.sinc(theta / (2 * np.pi))], -1)
 
 
-def _quaternion_to_axis_angle(q: np.ndarray) -> np.ndarray:
+def quaternion_to_axis_angle(q: np.ndarray) -> np.ndarray:
     q = np.where(q[..., :1] < 0, -q, q)  # angle in [0, π]
     w, v = q[..., :1], q[..., 1:]
     n = np.linalg.norm(v, axis=-1, keepdims=True)
@@ -210,7 +212,7 @@ def _quaternion_to_axis_angle(q: np.ndarray) -> np.ndarray:
     return v * scale
 
 
-def _quaternion_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def quaternion_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     aw, ax, ay, az = a
     bw, bx, by, bz = b
     return np.array([
@@ -237,8 +239,8 @@ def rotate_pose(pose: np.ndarray, rotation_deg: float) -> np.ndarray:
         return out.astype(p.dtype)
     half = -np.deg2rad(rotation_deg) / 2
     qz = np.array([np.cos(half), 0.0, 0.0, np.sin(half)])
-    q = _quaternion_multiply(qz, _axis_angle_to_quaternion(out[:3]))
-    out[:3] = _quaternion_to_axis_angle(q)
+    q = quaternion_multiply(qz, axis_angle_to_quaternion(out[:3]))
+    out[:3] = quaternion_to_axis_angle(q)
     return out.astype(p.dtype)
 
 

@@ -126,6 +126,7 @@ import numpy as np
 import tqdm
 
 from hkmr_jax import geometry, render
+from hkmr_jax.data import augment
 from smpl_jax import skeleton
 
 #: Split name → id in the seed stream (the examples of different splits are disjoint).
@@ -211,36 +212,17 @@ def pose_limits() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 _LO, _HI, _MODE = pose_limits()
 
 
-def _quat_mul(p, q):
-    w1, x1, y1, z1 = p
-    w2, x2, y2, z2 = q
-    return np.array([
-        w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
-        w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-        w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
-        w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
-    ])  # fmt: skip
-
-
-def _axis_quat(axis: int, angle: float):
-    q = np.zeros(4)
-    q[0], q[1 + axis] = np.cos(angle / 2), np.sin(angle / 2)
-    return q
-
-
 def global_orientation(yaw, pitch, roll) -> np.ndarray:
     """Camera-frame axis-angle [3] of ``R_x(π) · R_z(roll) · R_x(pitch) · R_y(yaw)`` (radians).
 
     Composed as quaternions so that the result is exact near the 180° rotation, where a
     rotation matrix → axis-angle conversion loses the axis.
     """
-    q = _axis_quat(0, np.pi)
+    eye = np.eye(3)
+    q = augment.axis_angle_to_quaternion(np.pi * eye[0])
     for axis, angle in ((2, roll), (0, pitch), (1, yaw)):
-        q = _quat_mul(q, _axis_quat(axis, angle))
-    if q[0] < 0:  # the same rotation, with an angle in [0, π]
-        q = -q
-    norm = np.linalg.norm(q[1:])
-    return 2.0 * np.arctan2(norm, q[0]) * q[1:] / max(norm, 1e-12)
+        q = augment.quaternion_multiply(q, augment.axis_angle_to_quaternion(angle * eye[axis]))
+    return augment.quaternion_to_axis_angle(q)
 
 
 def _hsv_to_rgb(hsv):
