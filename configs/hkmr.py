@@ -32,6 +32,8 @@ import math
 
 from ml_collections import config_dict
 
+from hkmr_jax import prior_train
+
 VARIANTS = ("default", "smoke", "paper")
 
 
@@ -98,11 +100,16 @@ def base(regressor_name: str = "hkmr") -> config_dict.ConfigDict:
     c.optimizer.clip_norm = 10.0  # global-norm clipping; None: off
 
     # Eq. 3's λs (`losses.LossWeights`): SPIN's where the paper is silent.
+    # `adversarial` (prior='discriminator'): HMR's 1 : 60 against its 2D keypoint loss.
     c.loss_weights = dict(smpl_pose=1.0, smpl_betas=0.001, joints_3d=5.0, keypoints=5.0,
-                          kl=0.01)  # fmt: skip
-    c.prior = "none"  # 'vae' | 'none' | 'discriminator' (not implemented)
+                          kl=0.01, adversarial=5.0 / 60.0)  # fmt: skip
+    c.prior = "none"  # 'vae' (paper) | 'discriminator' (HMR's, Table 2) | 'none'
+    c.discriminator = dict(learning_rate=1e-3, weight_decay=1e-4)  # HMR's
+    # 'vae': a trained VAE's directory (`configs/pose_prior.py` writes WORKDIR/params);
+    # None: trained with `prior_training` at the start of the run, in WORKDIR/pose_prior.
     c.prior_checkpoint = config_dict.placeholder(str)
     c.prior_vae = dict(latent_dim=32, hidden_dim=512)
+    c.prior_training = prior_train.default_config()
 
     c.log_every = 50
     c.checkpoint_every = 500
@@ -169,7 +176,7 @@ def paper(c: config_dict.ConfigDict) -> config_dict.ConfigDict:
     # λs: SPIN's (pose 1, betas 0.001, 2D and 3D keypoints 5); λ_KL is ours (the paper
     # gives no value; losses.LossWeights).
     c.loss_weights = dict(smpl_pose=1.0, smpl_betas=0.001, joints_3d=5.0, keypoints=5.0,
-                          kl=0.01)  # fmt: skip
+                          kl=0.01, adversarial=5.0 / 60.0)  # fmt: skip
     c.prior = "vae"  # paper §3.2, trained on MoSh poses (set prior_checkpoint)
     c.log_every = 100
     c.checkpoint_every = 5000

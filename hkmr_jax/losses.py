@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from hkmr_jax import geometry
+from hkmr_jax.models import pose_prior
 from hkmr_jax.models.params import RegressorOutput
 from smpl_jax import rotation
 
@@ -40,6 +41,8 @@ class LossWeights:
     joints_3d: float = 5.0
     keypoints: float = 5.0
     kl: float = 0.01
+    # HMR weighs its adversarial loss 1 against 60 on the 2D keypoints: 5/60 here.
+    adversarial: float = 5.0 / 60.0
 
 
 def _weighted_mean(error, weight):
@@ -94,6 +97,28 @@ def regressor_loss(
         terms["kl"] = jnp.mean(prior_kl(flat(out.pose)[:, 1:].reshape(t * b, 69))) * t
     loss = sum(getattr(weights, name) * value for name, value in terms.items())
     return loss, terms
+
+
+def adversarial_loss(critic, out: RegressorOutput):
+    """HMR's least-squares adversarial term for the regressor, summed over the T outer
+    iterations (like every term of Eq. 3): the discriminator `critic`
+    (`pose_prior.PoseDiscriminator`, held fixed) scores every iteration's body pose and
+    shape."""
+    t, b = out.betas.shape[:2]
+    scores = critic(out.rotmat[:, :, 1:].reshape(t * b, 23, 3, 3), out.betas.reshape(t * b, -1))
+    return pose_prior.generator_loss(scores) * t
+
+
+def discriminator_loss(critic, out: RegressorOutput, batch):
+    """The discriminator's least-squares loss: ground-truth SMPL parameters of the batch
+    (where `has_smpl`; HMR uses a separate mocap set) are real, every iteration's
+    prediction (`out`, gradient stopped) is fake."""
+    t, b = out.betas.shape[:2]
+    fake = critic(out.rotmat[:, :, 1:].reshape(t * b, 23, 3, 3), out.betas.reshape(t * b, -1))
+    real = critic(body_rotmat(batch["pose"])[:, 1:], batch["betas"])
+    has_smpl = batch["has_smpl"].astype(real.dtype)
+    real_term = jnp.sum(has_smpl * jnp.sum((real - 1.0) ** 2, -1)) / jnp.maximum(has_smpl.sum(), 1)
+    return real_term + jnp.mean(jnp.sum(fake**2, -1))
 
 
 def body_rotmat(pose):

@@ -3,6 +3,9 @@
     hkmr-train --config configs/hkmr.py:smoke --workdir runs/smoke [--overwrite] \\
         [--config.num_steps=100 ...]
 
+A config with `task='pose_prior'` (configs/pose_prior.py) trains the pose VAE instead
+(`hkmr_jax.prior_train`).
+
 Running it again with the same workdir resumes from the latest checkpoint. SIGTERM or
 Ctrl-C saves a checkpoint and exits with status 0.
 """
@@ -30,9 +33,15 @@ def _main(argv) -> None:
     if not FLAGS["verbosity"].present:
         # orbax and JAX log every checkpoint step at INFO; progress shows in the bar.
         logging.set_verbosity(logging.WARNING)
+    config = _CONFIG.value
+    if config.get("task") == "pose_prior":  # configs/pose_prior.py
+        from hkmr_jax import prior_train
+
+        prior_train.train_pose_prior(config, _WORKDIR.value)
+        return
     from hkmr_jax import train_lib  # after flag parsing: --help stays fast
 
-    train_lib.train_and_evaluate(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)
+    train_lib.train_and_evaluate(config, _WORKDIR.value, overwrite=_OVERWRITE.value)
 
 
 def main() -> None:

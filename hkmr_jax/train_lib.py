@@ -53,12 +53,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import smpl_jax
 from hkmr_jax import checkpoint as checkpoint_lib
-from hkmr_jax import eval_lib, losses, models
+from hkmr_jax import eval_lib, losses, models, prior_train
 from hkmr_jax.data import pipeline
 from hkmr_jax.models import encoder as encoder_lib
 from hkmr_jax.models import pose_prior
@@ -165,35 +166,62 @@ def make_optimizer(config) -> tuple[optax.GradientTransformation, Callable]:
     return tx, schedule
 
 
-def load_pose_prior(config):
-    """The frozen pose prior as (graphdef, state), or None for `config.prior = 'none'`.
+def discriminator_optimizer(config: Mapping) -> optax.GradientTransformation:
+    """The discriminator's optimizer (`config['discriminator']`): HMR's Adam with learning
+    rate 1e-3 and weight decay 1e-4 (HMR adds it to the loss as L2; here it is decoupled,
+    optax.adamw), at a constant rate (the regressor's schedule does not apply)."""
+    d = config.get("discriminator") or {}
+    return optax.adamw(float(d.get("learning_rate", 1e-3)),
+                       weight_decay=float(d.get("weight_decay", 1e-4)))  # fmt: skip
+
+
+def load_pose_prior(config, workdir=None):
+    """The frozen pose prior as (graphdef, state), or None for `config.prior` 'none' or
+    'discriminator' (HMR's adversarial prior is trained in the step: `Trainer`).
 
     'vae': a `PoseVAE(**config.prior_vae)` whose parameters come from
-    `config.prior_checkpoint` (a directory written by
-    `checkpoint.save_tree(path, nnx.to_pure_dict(nnx.state(vae)))`); without one, an
-    untrained VAE, with a warning (its KL still pulls poses towards its untrained mean).
+    `config.prior_checkpoint` (a directory written by `prior_train.train_pose_prior`,
+    `WORKDIR/params`). Without one, the VAE is trained first with
+    `config.prior_training` (`configs/pose_prior.py`'s fields; the built-in pose
+    distribution by default) into `workdir/pose_prior/` and reused from there on resume;
+    without a workdir either, it is untrained, with a warning.
     """
     kind = config.get("prior", "none")
-    if kind in (None, "none"):
+    if kind in (None, "none", "discriminator"):  # the discriminator trains with the model
         return None
-    if kind == "discriminator":
-        raise NotImplementedError(
-            "config.prior='discriminator' (HMR's adversarial prior, paper Table 2) needs "
-            "the alternating discriminator update, which train_lib does not implement yet; "
-            "use 'vae' or 'none'."
-        )
     if kind != "vae":
         raise ValueError(f"unknown config.prior {kind!r}; choose 'vae', 'none' or 'discriminator'.")
     vae = pose_prior.PoseVAE(**dict(config.get("prior_vae", {})), rngs=nnx.Rngs(0))
     graphdef, state = nnx.split(vae)
     state = nnx.to_pure_dict(state)
     path = config.get("prior_checkpoint")
+    if not path and workdir is not None and config.get("prior_training") is not None:
+        training = config.prior_training
+        if dict(training.prior_vae) != dict(config.get("prior_vae", {})):
+            raise ValueError(
+                f"config.prior_training.prior_vae {dict(training.prior_vae)} differs from "
+                f"config.prior_vae {dict(config.prior_vae)}: the trained VAE could not be "
+                "loaded. Make them equal."
+            )
+        directory = Path(workdir) / "pose_prior"
+        if jax.process_index() == 0:
+            prior_train.train_pose_prior(training, directory)
+        if jax.process_count() > 1:  # the others wait for process 0's file
+            multihost_utils.sync_global_devices("pose_prior")
+        path = directory / "params"
     if path:
-        state = checkpoint_lib.restore_tree(path, checkpoint_lib.abstract_like(state))
+        try:
+            state = checkpoint_lib.restore_tree(path, checkpoint_lib.abstract_like(state))
+        except (ValueError, KeyError) as e:
+            raise ValueError(
+                f"the pose prior at {path} does not match config.prior_vae "
+                f"{dict(config.get('prior_vae', {}))}: {e}"
+            ) from e
     else:
         warnings.warn(
             "config.prior='vae' without config.prior_checkpoint: using an UNTRAINED pose "
-            "VAE as the prior. Train one on AMASS poses and set config.prior_checkpoint.",
+            "VAE as the prior. Train one (configs/pose_prior.py) and set "
+            "config.prior_checkpoint.",
             stacklevel=2,
         )
     return graphdef, state
@@ -218,6 +246,7 @@ class _StepSpec:
 
     graphdef: Any
     prior_graphdef: Any
+    discriminator_graphdef: Any
     mesh: jax.sharding.Mesh
     config_json: str  # the step-relevant config fields
 
@@ -238,6 +267,7 @@ def _per_device(spec: _StepSpec, tx, traces: list, state, batch, constants):
     if constants["prior"] is not None:
         prior_kl = nnx.merge(spec.prior_graphdef, constants["prior"]).kl
     images = normalize_images(batch["image"])
+    discriminator = spec.discriminator_graphdef is not None
 
     def loss_fn(params):
         model = nnx.merge(spec.graphdef, params, state["batch_stats"], rest)
@@ -245,32 +275,52 @@ def _per_device(spec: _StepSpec, tx, traces: list, state, batch, constants):
         loss, terms = losses.regressor_loss(
             out, batch, constants["body"], constants["h36m_regressor"], weights, prior_kl
         )
+        if discriminator:  # HMR's adversarial prior: the regressor's term
+            critic = nnx.merge(spec.discriminator_graphdef, state["discriminator"]["params"])
+            terms["adversarial"] = losses.adversarial_loss(critic, out)
+            loss = loss + weights.adversarial * terms["adversarial"]
         _, _, batch_stats, new_rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
-        return loss, (terms, nnx.to_pure_dict(batch_stats), nnx.to_pure_dict(new_rest))
+        aux = (terms, nnx.to_pure_dict(batch_stats), nnx.to_pure_dict(new_rest))
+        return loss, (aux, jax.lax.stop_gradient(out))
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (loss, (terms, batch_stats, new_rest)), grads = grad_fn(state["params"])
+    (loss, ((terms, batch_stats, new_rest), out)), grads = grad_fn(state["params"])
     # Every shard has the same size and each loss term is a mean over its entries, so the
     # mean over devices is the loss (and the gradient) of the global batch.
     loss, terms, grads, batch_stats = jax.lax.pmean((loss, terms, grads, batch_stats), "data")
     new_rest = jax.tree.map(lambda new, old: old if _is_key(old) else new,
                             new_rest, state["rest"])  # fmt: skip
-    finite = losses.is_finite((loss, grads))
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
+    new_state = {"params": params, "batch_stats": batch_stats, "rest": new_rest,
+                 "opt_state": opt_state}  # fmt: skip
+    checked = (loss, grads)
+    if discriminator:  # ... and the discriminator's update, on the same batch
+        d_state = state["discriminator"]
+
+        def d_loss_fn(d_params):
+            critic = nnx.merge(spec.discriminator_graphdef, d_params)
+            return losses.discriminator_loss(critic, out, batch)
+
+        d_loss, d_grads = jax.value_and_grad(d_loss_fn)(d_state["params"])
+        d_loss, d_grads = jax.lax.pmean((d_loss, d_grads), "data")
+        d_tx = discriminator_optimizer(spec.config)
+        d_updates, d_opt_state = d_tx.update(d_grads, d_state["opt_state"], d_state["params"])
+        new_state["discriminator"] = {
+            "params": optax.apply_updates(d_state["params"], d_updates),
+            "opt_state": d_opt_state,
+        }
+        terms = {**terms, "discriminator": d_loss}
+        checked = (loss, grads, d_loss, d_grads)
+    finite = losses.is_finite(checked)
 
     def keep_if_finite(new, old):
         return jax.tree.map(lambda n, o: o if _is_key(o) else jnp.where(finite, n, o), new, old)
 
     step = state["step"]
-    new_state = {
-        "step": step + 1,
-        "params": keep_if_finite(params, state["params"]),
-        "batch_stats": keep_if_finite(batch_stats, state["batch_stats"]),
-        "rest": keep_if_finite(new_rest, state["rest"]),
-        "opt_state": keep_if_finite(opt_state, state["opt_state"]),
-        "bad_step": jnp.where(finite | (state["bad_step"] >= 0), state["bad_step"], step),
-    }
+    new_state = {k: keep_if_finite(v, state[k]) for k, v in new_state.items()}
+    new_state["step"] = step + 1
+    new_state["bad_step"] = jnp.where(finite | (state["bad_step"] >= 0), state["bad_step"], step)
     return new_state, {"loss": loss, **terms, "grad_norm": optax.tree.norm(grads)}
 
 
@@ -280,7 +330,8 @@ _STEP_CACHE: collections.OrderedDict[_StepSpec, tuple[Callable, list]] = collect
 _STEP_CACHE_SIZE = 4
 
 #: Config fields the step program depends on.
-_STEP_FIELDS = ("model", "optimizer", "num_steps", "loss_weights", "prior", "prior_vae")
+_STEP_FIELDS = ("model", "optimizer", "num_steps", "loss_weights", "prior", "prior_vae",
+                "discriminator")  # fmt: skip
 
 
 def _compiled_step(spec: _StepSpec, tx) -> tuple[Callable, list]:
@@ -321,9 +372,13 @@ class Trainer:
     constants: dict  # body, h36m_regressor, prior state: replicated step inputs
     initial: dict  # the initial state (host arrays)
     prior_graphdef: Any = None
+    discriminator_graphdef: Any = None  # config.prior = 'discriminator'
 
     @classmethod
-    def create(cls, config, mesh: jax.sharding.Mesh | None = None) -> Trainer:
+    def create(cls, config, mesh: jax.sharding.Mesh | None = None, *, workdir=None,
+               with_prior: bool = True) -> Trainer:  # fmt: skip
+        """`workdir`: where a pose prior without `prior_checkpoint` is trained (see
+        `load_pose_prior`); `with_prior=False` skips the prior (evaluation only)."""
         mesh = make_mesh() if mesh is None else mesh
         if int(config.batch_size) % mesh.size:
             raise ValueError(
@@ -334,7 +389,7 @@ class Trainer:
         params = nnx.to_pure_dict(params)
         tx, schedule = make_optimizer(config)
         body, regressor = load_body(config)
-        prior = load_pose_prior(config)
+        prior = load_pose_prior(config, workdir) if with_prior else None
         constants = {"body": body, "h36m_regressor": regressor,
                      "prior": None if prior is None else prior[1]}  # fmt: skip
         initial = {
@@ -345,8 +400,15 @@ class Trainer:
             "opt_state": tx.init(params),
             "bad_step": jnp.full((), -1, jnp.int32),  # first non-finite step, -1: none
         }
+        discriminator_graphdef = None
+        if config.get("prior") == "discriminator":
+            critic = pose_prior.PoseDiscriminator(rngs=nnx.Rngs(int(config.seed) + 1))
+            discriminator_graphdef, d_params = nnx.split(critic)
+            d_params = nnx.to_pure_dict(d_params)
+            d_opt_state = discriminator_optimizer(_config_dict(config)).init(d_params)
+            initial["discriminator"] = {"params": d_params, "opt_state": d_opt_state}
         trainer = cls(config, mesh, graphdef, tx, schedule, constants, initial,
-                      None if prior is None else prior[0])  # fmt: skip
+                      None if prior is None else prior[0], discriminator_graphdef)  # fmt: skip
         trainer.constants = trainer.replicate(constants)
         return trainer
 
@@ -376,7 +438,8 @@ class Trainer:
     def _spec(self) -> _StepSpec:
         config = _config_dict(self.config)
         relevant = json.dumps({k: config.get(k) for k in _STEP_FIELDS}, sort_keys=True)
-        return _StepSpec(self.graphdef, self.prior_graphdef, self.mesh, relevant)
+        return _StepSpec(self.graphdef, self.prior_graphdef, self.discriminator_graphdef,
+                         self.mesh, relevant)  # fmt: skip
 
     @property
     def traces(self) -> list:
@@ -584,7 +647,7 @@ def train_and_evaluate(config, workdir, *, overwrite: bool = False,
     workdir = Path(workdir).expanduser().absolute()
     check_evals(config)
     prepare_workdir(config, workdir, overwrite)
-    trainer = Trainer.create(config)
+    trainer = Trainer.create(config, workdir=workdir)
     num_steps = int(config.num_steps)
     checkpoint_every = int(config.get("checkpoint_every", 0)) or num_steps
     ckpt = checkpoint_lib.Checkpointer(workdir / "checkpoints",
@@ -719,7 +782,7 @@ def restore_model(config, workdir, step: int | None = None) -> tuple[nnx.Module,
 
     For evaluation programs: `model(normalize_images(images))` → RegressorOutput.
     """
-    trainer = Trainer.create(config, make_mesh(jax.devices()[:1]))
+    trainer = Trainer.create(config, make_mesh(jax.devices()[:1]), with_prior=False)
     ckpt = checkpoint_lib.Checkpointer(Path(workdir).expanduser().absolute() / "checkpoints")
     try:
         restored = ckpt.restore(checkpoint_lib.abstract_like(trainer.init_state()), step)

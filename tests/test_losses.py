@@ -87,3 +87,32 @@ def test_masks_and_prior_and_gradients(body_and_regressor):
 
     grad = jax.grad(total)(out.betas + 0.1)
     assert bool(losses.is_finite(grad)) and float(jnp.abs(grad).sum()) > 0
+
+
+def test_adversarial_terms_hand_computed(body_and_regressor):
+    """HMR's least-squares terms with critics of known output (25 scores per sample)."""
+    body, reg = body_and_regressor
+    out, batch = _ground_truth(body, reg, b=3, t=2)
+    zeros = lambda rotmats, betas: jnp.zeros((rotmats.shape[0], 25))
+    halves = lambda rotmats, betas: jnp.full((rotmats.shape[0], 25), 0.5)
+    # Regressor: mean over T·B of Σ_k (0 − 1)² = 25, summed over T = 2.
+    np.testing.assert_allclose(losses.adversarial_loss(zeros, out), 50.0)
+    # Discriminator: real Σ_k (0.5 − 1)² + fake Σ_k 0.5² = 6.25 + 6.25.
+    np.testing.assert_allclose(losses.discriminator_loss(halves, out, batch), 12.5)
+    # Without SMPL ground truth nothing is real: only the fake term remains.
+    no_smpl = dict(batch, has_smpl=jnp.zeros(3))
+    np.testing.assert_allclose(losses.discriminator_loss(halves, out, no_smpl), 6.25)
+    # The critic sees body poses without the root and the shapes: the real samples are
+    # the ground truth's, the fake ones every iteration's prediction.
+    seen = []
+
+    def recording(rotmats, betas):
+        seen.append((rotmats, betas))
+        return jnp.zeros((rotmats.shape[0], 25))
+
+    losses.discriminator_loss(recording, out, batch)
+    (fake_r, fake_b), (real_r, real_b) = seen
+    assert fake_r.shape == (6, 23, 3, 3) and real_r.shape == (3, 23, 3, 3)
+    np.testing.assert_allclose(real_r, losses.body_rotmat(batch["pose"])[:, 1:], atol=1e-6)
+    np.testing.assert_allclose(fake_b, out.betas.reshape(6, 10))
+    np.testing.assert_allclose(real_b, batch["betas"])

@@ -169,9 +169,26 @@ def test_unknown_evaluator_and_prior_fail_before_training(tmp_path):
         train_lib.train_and_evaluate(config, tmp_path)
     assert not (tmp_path / "config.json").exists()
     config = smoke_config()
-    config.prior = "discriminator"
-    with pytest.raises(NotImplementedError, match="discriminator"):
+    config.prior = "gan"
+    with pytest.raises(ValueError, match=r"unknown config.prior 'gan'"):
         train_lib.load_pose_prior(config)
+
+
+def test_the_discriminator_prior_trains_alongside(tmp_path):
+    """prior='discriminator': the step updates HMR's discriminator as well, logs both
+    adversarial terms, and the discriminator is part of the checkpointed state."""
+    config = smoke_config()
+    config.prior = "discriminator"
+    config.num_steps = 2
+    results = train_lib.train_and_evaluate(config, tmp_path)
+    assert np.isfinite(results["train/adversarial"]) and results["train/adversarial"] > 0
+    assert np.isfinite(results["train/discriminator"]) and results["train/discriminator"] > 0
+    initial = train_lib.Trainer.create(config).initial["discriminator"]["params"]
+    step, state = restore(tmp_path, config)
+    assert step == 2
+    moved = jax.tree.map(lambda a, b: np.abs(np.asarray(a) - b).max(), initial,
+                         state["discriminator"]["params"])  # fmt: skip
+    assert max(jax.tree.leaves(moved)) > 1e-5
 
 
 def test_the_pose_prior_loads_from_a_checkpoint(tmp_path):

@@ -270,6 +270,20 @@ def _truncated(draws: _Draws, mode, lo, hi):
     return np.where((x < lo) | (x > hi), u, x)
 
 
+def sample_body_poses(rng: np.random.Generator, n: int) -> np.ndarray:
+    """[n, 69] body poses (joints 1…23, axis-angle) from the dataset's pose distribution.
+
+    The same law as the ``pose[3:]`` of `sample_parameters` (each component truncated
+    normal around its mode, out-of-range draws uniform within the limits), drawn for many
+    poses at once: the pose VAE's training data (`configs/pose_prior.py`).
+    """
+    shape = (n, *_MODE[1:].shape)
+    x = _MODE[1:] + (_HI[1:] - _LO[1:]) / 3.0 * rng.standard_normal(shape)
+    u = _LO[1:] + (_HI[1:] - _LO[1:]) * rng.random(shape)
+    body = np.where((x < _LO[1:]) | (x > _HI[1:]), u, x)
+    return body.reshape(n, -1).astype(np.float32)
+
+
 def sample_parameters(rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Draw everything about one example except what depends on its mesh.
 

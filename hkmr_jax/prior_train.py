@@ -1,0 +1,191 @@
+"""Training the pose VAE (paper §3.2 "Pose Prior") that HKMR's L_KL uses, frozen.
+
+    python train.py --config configs/pose_prior.py --workdir runs/pose_vae
+    python train.py --config configs/pose_prior.py --workdir runs/pose_vae \\
+        --config.data.source=amass --config.data.amass_glob='~/amass/**/*_poses.npz'
+
+Data (`config.data.source`): 'synthetic' draws body poses from the built-in dataset's
+pose distribution (`data.synthetic.sample_body_poses`, fresh poses every step: nothing to
+overfit); 'amass' reads AMASS sequences (`pose_prior.load_amass_poses`, every `stride`-th
+frame) and holds `holdout` of the frames out (whole sequences, the last ones in sorted
+order) for validation. The objective is `PoseVAE.elbo_loss` (VPoser's: rotation-matrix
+reconstruction + `kl_weight` · KL) with Adam; the whole loop is `lax.scan`-ned in chunks
+of `log_every` steps (one host sync per chunk).
+
+Writes `WORKDIR/params` (`checkpoint.save_tree` of the VAE's state, what HKMR's
+`config.prior_checkpoint` points to; written once, at the end, under a temporary name
+then renamed), `WORKDIR/metrics.json` (validation reconstruction error) and
+`WORKDIR/config.json`.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from ml_collections import config_dict
+
+from hkmr_jax import checkpoint as checkpoint_lib
+from hkmr_jax.data import synthetic
+from hkmr_jax.models import pose_prior
+
+SOURCES = ("synthetic", "amass")
+
+
+def default_config() -> config_dict.ConfigDict:
+    """The VAE's training config (`configs/pose_prior.py` returns this; HKMR configs
+    embed it as `prior_training` for a prior trained at the start of the run)."""
+    c = config_dict.ConfigDict()
+    c.task = "pose_prior"
+    c.seed = 0
+    # Architecture: must equal the regressor config's `prior_vae` that will load it.
+    c.prior_vae = dict(latent_dim=32, hidden_dim=512)
+    c.data = config_dict.ConfigDict()
+    c.data.source = "synthetic"
+    c.data.amass_glob = config_dict.placeholder(str)  # e.g. '~/amass/**/*_poses.npz'
+    c.data.stride = 4  # AMASS frames are 60-250 fps: keep every 4th
+    c.data.holdout = 0.05  # AMASS: fraction of sequences for validation
+    c.batch_size = 256
+    c.num_steps = 3000
+    c.learning_rate = 1e-3  # VPoser v1
+    c.kl_weight = 5e-3  # VPoser v1's kl_coef
+    c.log_every = 500
+    c.num_validation = 4096  # synthetic: held-out draws for the validation metrics
+    return c
+
+
+class _Poses:
+    """Training batches and a validation set of [N, 69] body poses."""
+
+    def __init__(self, config):
+        source = config.data.source
+        if source not in SOURCES:
+            raise ValueError(f"unknown data.source {source!r}; choose one of {SOURCES}.")
+        self.rng = np.random.default_rng([int(config.seed), 1])
+        self.batch_size = int(config.batch_size)
+        if source == "synthetic":
+            self.train = None
+            self.validation = synthetic.sample_body_poses(
+                np.random.default_rng([int(config.seed), 2]), int(config.num_validation)
+            )
+            return
+        pattern = config.data.amass_glob
+        if not pattern:
+            raise ValueError(
+                "data.source='amass' needs data.amass_glob, e.g. "
+                "--config.data.amass_glob='~/amass/**/*_poses.npz'."
+            )
+        files = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
+        if not files:
+            raise FileNotFoundError(f"no AMASS files match data.amass_glob={pattern!r}.")
+        held = max(1, round(len(files) * float(config.data.holdout))) if len(files) > 1 else 0
+        stride = int(config.data.stride)
+        self.train = pose_prior.load_amass_poses(files[: len(files) - held], stride)
+        self.validation = (
+            pose_prior.load_amass_poses(files[len(files) - held :], stride)
+            if held
+            else self.train[: int(config.num_validation)]
+        )
+
+    def chunk(self, steps: int) -> np.ndarray:
+        """[steps, batch, 69] training poses for `steps` consecutive steps."""
+        if self.train is None:
+            poses = synthetic.sample_body_poses(self.rng, steps * self.batch_size)
+        else:
+            poses = self.train[self.rng.integers(0, len(self.train), steps * self.batch_size)]
+        return poses.reshape(steps, self.batch_size, -1)
+
+
+def _validation_metrics(vae: pose_prior.PoseVAE, poses: np.ndarray) -> dict[str, float]:
+    """Mean reconstruction geodesic (from μ, no sampling) and KL on `poses`."""
+    mu, logvar = vae.encode(jnp.asarray(poses))
+    matrices = vae.decode_matrices(mu)
+    target = pose_prior.rotation.axis_angle_to_matrix(
+        jnp.asarray(poses).reshape(len(poses), pose_prior.NUM_BODY_JOINTS, 3)
+    )
+    cos = (jnp.trace(jnp.swapaxes(matrices, -1, -2) @ target, axis1=-2, axis2=-1) - 1) / 2
+    angle = jnp.degrees(jnp.arccos(jnp.clip(cos, -1.0, 1.0)))
+    return {
+        "validation/geodesic_deg": float(jnp.mean(angle)),
+        "validation/kl": float(jnp.mean(pose_prior.kl_divergence(mu, logvar))),
+    }
+
+
+def train_pose_prior(config, workdir) -> dict[str, float]:
+    """Train the VAE of `config` (see `default_config`) and write it to `workdir/params`.
+
+    An existing `workdir/params` is kept and nothing is trained (delete it to retrain).
+
+    Returns:
+      The final metrics (`train/...` of the last chunk, `validation/...`, `seconds`).
+    """
+    workdir = Path(workdir).expanduser().absolute()
+    target = workdir / "params"
+    if target.exists():
+        print(f"pose prior already trained: {target} (delete it to retrain)", flush=True)
+        metrics = workdir / "metrics.json"
+        return json.loads(metrics.read_text()) if metrics.exists() else {}
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True))
+    t0 = time.perf_counter()
+    data = _Poses(config)
+    vae = pose_prior.PoseVAE(**dict(config.prior_vae), rngs=nnx.Rngs(int(config.seed)))
+    graphdef, params, rest = nnx.split(vae, nnx.Param, ...)
+    tx = optax.adam(float(config.learning_rate))
+    opt_state = tx.init(params)
+    kl_weight = float(config.kl_weight)
+
+    @jax.jit
+    def run_chunk(params, opt_state, key, poses):
+        def step(carry, batch):
+            params, opt_state, key = carry
+            key, sub = jax.random.split(key)
+
+            def loss_fn(p):
+                return nnx.merge(graphdef, p, rest).elbo_loss(batch, sub, kl_weight, train=True)
+
+            (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state, key), metrics
+
+        (params, opt_state, key), metrics = jax.lax.scan(step, (params, opt_state, key), poses)
+        return params, opt_state, key, jax.tree.map(jnp.mean, metrics)
+
+    key = jax.random.key(int(config.seed))
+    num_steps, log_every = int(config.num_steps), max(int(config.log_every), 1)
+    results: dict[str, float] = {}
+    done = 0
+    while done < num_steps:
+        n = min(log_every, num_steps - done)
+        params, opt_state, key, metrics = run_chunk(params, opt_state, key, data.chunk(n))
+        done += n
+        results = {f"train/{k}": float(v) for k, v in metrics.items()}
+        if not all(np.isfinite(list(results.values()))):
+            raise FloatingPointError(
+                f"pose VAE training diverged by step {done}: {results}. Lower learning_rate."
+            )
+        print(f"pose prior step {done}/{num_steps}: loss {results['train/loss']:.4f}, "
+              f"geodesic {results['train/geodesic_deg']:.2f}°", flush=True)  # fmt: skip
+    vae = nnx.merge(graphdef, params, rest)
+    results.update(_validation_metrics(vae, data.validation))
+    results["seconds"] = time.perf_counter() - t0
+    tmp = workdir / f"params.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    checkpoint_lib.save_tree(tmp, nnx.to_pure_dict(nnx.state(vae)))
+    os.replace(tmp, target)
+    (workdir / "metrics.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    print(f"pose prior written to {target}: validation geodesic "
+          f"{results['validation/geodesic_deg']:.2f}°", flush=True)  # fmt: skip
+    return results
+
+
+__all__ = ["SOURCES", "default_config", "train_pose_prior"]
