@@ -1,0 +1,711 @@
+"""`hkmr-demo` / `python -m hkmr_jax.demo`: an image in, a mesh and pictures out.
+
+    hkmr-demo --workdir runs/hkmr --image person.jpg --out demo/ \\
+        [--bbox X,Y,W,H | --openpose person_keypoints.json] [--step N]
+    hkmr-demo --workdir runs/hkmr --image photos/ --out demo/ [--batch_size 8]
+
+For each image NAME (a file, or every image of a folder) it writes to `--out`:
+
+* ``NAME.obj``: the mesh (trimesh), in the camera's frame turned upright for mesh
+  viewers: x right, y up, z towards the camera (the camera frame with y and z negated).
+* ``NAME.npz`` and ``NAME.json``: ``pose`` [24, 3] axis-angle (SMPL's global orientation
+  first, in the camera frame), ``betas`` [NB], ``camera`` [3] = (s, tx, ty) of the
+  weak-perspective ``x = s·Π(X) + (tx, ty)`` in the crop's [-1, 1] coordinates, and
+  ``box`` [4] = (x, y, w, h), the square crop box in source pixels (it may reach past
+  the image; outside is black). The JSON also names the image and checkpoint step.
+* ``NAME_overlay.png``: the mesh over the crop, drawn with the predicted camera;
+  ``NAME_side.png``: the mesh turned 90° about the vertical axis (same scale and
+  height). Both are `--render_size` pixels square (the crop is taken again from the
+  source at that size, so pictures are sharper than the model's input).
+
+Cropping, as SPIN's demo (`demo.py`): a box ``--bbox x,y,w,h`` is made square about its
+centre (side = the larger of w and h); an OpenPose JSON (BODY_25, the first person in
+it) gives the box of its keypoints with confidence > 0.2, centred on that box's middle
+(SPIN centres on the keypoints' mean instead: a middle keeps every keypoint inside the
+crop), side = 1.2 × its larger side; with neither, the whole image (side = the larger of
+H and W, centred). The box is then resampled to the run's `config.data.image_size` as
+the training crops are (`hkmr_jax.data.spin_format.crop_image`).
+
+The run's config is read back from ``WORKDIR/config.json`` (written by training), so the
+model, the image size and the body (built-in, or `config.body_model`) are the run's.
+
+Every output is written under a temporary name in the output folder and renamed into
+place; if anything for an image fails, none of its files remain. Errors (an unreadable
+image, a box outside the image, an OpenPose file without confident keypoints, a missing
+run or checkpoint, a checkpoint that does not fit its config) are reported with what to
+do, and the command exits with a non-zero status. With a folder, the other images are
+still processed.
+
+Library use::
+
+    predictor = Predictor.from_workdir("runs/hkmr")
+    image = read_image("person.jpg")                              # uint8 [H, W, 3]
+    box = box_from_bbox((120, 40, 200, 420), image.shape[:2])
+    crop = crop_image(image, box, predictor.image_size)           # uint8 [S, S, 3]
+    pred = predictor(crop[None])      # Prediction: pose [1, 24, 3], vertices [1, V, 3], …
+    overlay, side = render_views(crop_image(image, box, 224), pred.vertices[0],
+                                 predictor.faces, pred.camera[0])
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import io
+import json
+import os
+import pathlib
+import sys
+import uuid
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import numpy as np
+
+#: File name endings read in folder mode (case-insensitive).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+#: SPIN's demo: OpenPose keypoints with confidence above this count.
+OPENPOSE_THRESHOLD = 0.2
+#: SPIN's demo: the keypoints' box is enlarged this much.
+OPENPOSE_RESCALE = 1.2
+#: Turns the camera frame (x right, y down, z away) into a mesh viewer's (y up, z towards
+#: the viewer): a 180° rotation about x.
+CAMERA_TO_VIEWER = np.diag([1.0, -1.0, -1.0])
+
+_PROG = "hkmr-demo"
+
+
+class DemoError(ValueError):
+    """A problem with the demo's inputs: the message names the thing and the fix."""
+
+
+# ----------------------------------------------------------------------------- crops
+
+
+class Box(NamedTuple):
+    """A square crop box in source pixels (continuous coordinates, x right, y down).
+
+    Attributes:
+      cx, cy: its centre.
+      side: its side (> 0). SPIN's ``scale`` is ``side / 200``.
+    """
+
+    cx: float
+    cy: float
+    side: float
+
+    @property
+    def xywh(self) -> np.ndarray:
+        """[4] float32 (x, y, w, h): top-left corner and size (w = h = side)."""
+        half = self.side / 2
+        return np.array([self.cx - half, self.cy - half, self.side, self.side], np.float32)
+
+
+def _overlaps(x0, y0, x1, y1, image_size) -> bool:
+    h, w = image_size
+    return x0 < w and y0 < h and x1 > 0 and y1 > 0
+
+
+def box_from_bbox(bbox, image_size) -> Box:
+    """SPIN's `bbox_from_json`: the square about a box's centre, side = max(w, h).
+
+    Args:
+      bbox: (x, y, w, h) in source pixels: top-left corner and size.
+      image_size: (H, W) of the image.
+
+    Raises:
+      DemoError: not four finite numbers with w, h > 0, or the box misses the image.
+    """
+    values = np.asarray(bbox, np.float64)
+    if values.shape != (4,) or not np.isfinite(values).all() or values[2] <= 0 or values[3] <= 0:
+        raise DemoError(
+            f"bounding box must be x,y,w,h (top-left corner and size, pixels) with w, h > 0, "
+            f"got {np.asarray(bbox).tolist()}."
+        )
+    x, y, w, h = values
+    if not _overlaps(x, y, x + w, y + h, image_size):
+        raise DemoError(
+            f"bounding box {values.tolist()} (x, y, w, h) lies outside the image "
+            f"({image_size[1]}×{image_size[0]} px, W×H); give a box around the person in "
+            "this image's pixels."
+        )
+    return Box(x + w / 2, y + h / 2, max(w, h))
+
+
+def read_openpose(path) -> np.ndarray:
+    """The first person's `pose_keypoints_2d` of an OpenPose JSON as [K, 3] (x, y, conf).
+
+    Raises:
+      DemoError: unreadable file, no person, or not a list of (x, y, confidence) triples.
+    """
+    path = pathlib.Path(path)
+    try:
+        data = json.loads(path.read_text())
+        people = data["people"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise DemoError(
+            f"cannot read OpenPose keypoints from {path} ({type(e).__name__}: {e}); give "
+            "OpenPose's --write_json output ({'people': [{'pose_keypoints_2d': [...]}]})."
+        ) from None
+    if not people:
+        raise DemoError(f"{path}: OpenPose found no person (empty 'people'); use --bbox.")
+    try:
+        keypoints = np.asarray(people[0]["pose_keypoints_2d"], np.float64).reshape(-1, 3)
+    except (KeyError, TypeError, ValueError) as e:
+        raise DemoError(
+            f"{path}: people[0]['pose_keypoints_2d'] must be a flat list of x, y, confidence "
+            f"triples (BODY_25: 75 numbers) ({type(e).__name__}: {e})."
+        ) from None
+    return keypoints
+
+
+def box_from_openpose(keypoints, image_size, threshold=OPENPOSE_THRESHOLD,
+                      rescale=OPENPOSE_RESCALE) -> Box:  # fmt: skip
+    """The crop box of OpenPose keypoints (SPIN's `bbox_from_openpose`; see the module
+    docstring for the centre).
+
+    Args:
+      keypoints: [K, 3] (x, y, confidence), e.g. BODY_25 from `read_openpose`, or the path
+        of an OpenPose JSON.
+      image_size: (H, W) of the image.
+      threshold: keypoints with confidence > this count.
+      rescale: side = rescale × the larger side of their bounding box.
+
+    Raises:
+      DemoError: fewer than two confident keypoints, all at one point, or all outside
+        the image.
+    """
+    source = ""
+    if isinstance(keypoints, str | os.PathLike):
+        source = f"{keypoints}: "
+        keypoints = read_openpose(keypoints)
+    keypoints = np.asarray(keypoints, np.float64)
+    valid = keypoints[(keypoints[:, 2] > threshold) & np.isfinite(keypoints).all(axis=1), :2]
+    lo, hi = valid.min(axis=0, initial=np.inf), valid.max(axis=0, initial=-np.inf)
+    if len(valid) < 2 or not np.max(hi - lo) > 0:
+        raise DemoError(
+            f"{source}only {len(valid)} OpenPose keypoint(s) with confidence > {threshold} "
+            "(at least two distinct ones are needed for a box); give --bbox instead."
+        )
+    h, w = image_size
+    if not np.any((valid[:, 0] >= 0) & (valid[:, 0] < w) & (valid[:, 1] >= 0) & (valid[:, 1] < h)):
+        raise DemoError(
+            f"{source}the confident OpenPose keypoints all lie outside the image ({w}×{h} px); "
+            "is this the keypoints file of another image?"
+        )
+    centre = (lo + hi) / 2
+    return Box(float(centre[0]), float(centre[1]), float(rescale * np.max(hi - lo)))
+
+
+def box_from_image(image_size) -> Box:
+    """The whole image (SPIN's demo without a box): centred, side = max(H, W)."""
+    h, w = image_size
+    return Box(w / 2, h / 2, float(max(h, w)))
+
+
+def crop_image(image, box: Box, size: int) -> np.ndarray:
+    """Resample `box` of `image` to a square crop, as the training crops are made.
+
+    Args:
+      image: uint8 [H, W, 3].
+      box: the square box; the crop's corners are the box's corners (crop pixel (u, v)
+        samples the source at ``(x + (u + ½)·side/size, y + (v + ½)·side/size)``).
+      size: output side S, pixels.
+
+    Returns:
+      uint8 [S, S, 3]; black where the box reaches past the image.
+    """
+    from hkmr_jax.data import spin_format
+
+    crop = spin_format.crop_image(image, (box.cx, box.cy), box.side / 200.0, int(size))
+    return np.clip(np.rint(crop), 0, 255).astype(np.uint8)
+
+
+def read_image(path) -> np.ndarray:
+    """An image file as uint8 [H, W, 3] RGB (greyscale repeated, alpha dropped).
+
+    Raises:
+      DemoError: the file cannot be read as an image.
+    """
+    import imageio.v3 as iio
+
+    path = pathlib.Path(path)
+    try:
+        image = np.asarray(iio.imread(path, plugin="pillow", index=0))
+    except Exception as e:  # imageio's plugins raise many types for bad files
+        raise DemoError(
+            f"cannot read image {path} ({type(e).__name__}: {str(e)[:200]}); give a PNG or "
+            "JPEG file."
+        ) from None
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[2] > 4 or min(image.shape) < 1:
+        raise DemoError(f"{path}: expected an RGB or greyscale image, got shape {image.shape}.")
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise DemoError(f"{path}: expected 8- or 16-bit pixels, got {image.dtype}.")
+    if image.shape[2] <= 2:  # grey (+ alpha)
+        return np.repeat(image[..., :1], 3, axis=2)
+    return np.ascontiguousarray(image[..., :3])
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+class Prediction(NamedTuple):
+    """The model's final estimate for a batch, NumPy float32.
+
+    Attributes:
+      pose: [B, 24, 3] axis-angle (joint 0: global orientation, camera frame).
+      betas: [B, NB].
+      camera: [B, 3] (s, tx, ty), weak perspective in the crop's [-1, 1] coordinates.
+      vertices: [B, V, 3] the mesh in the camera frame (x right, y down, z away), metres.
+    """
+
+    pose: np.ndarray
+    betas: np.ndarray
+    camera: np.ndarray
+    vertices: np.ndarray
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _regress(graphdef, variables, images):
+    """uint8 [B, S, S, 3] → the final iteration's `RegressorOutput`."""
+    from flax import nnx
+
+    from hkmr_jax import train_lib
+
+    return nnx.merge(graphdef, variables)(train_lib.normalize_images(images)).final
+
+
+@jax.jit
+def _mesh(body, betas, rotmat):
+    """[B, NB], [B, 24, 3, 3] → vertices [B, V, 3] (a program of its own, so that another
+    body does not recompile the regressor)."""
+    return body(betas=betas, body_pose=rotmat[:, 1:], global_orient=rotmat[:, :1],
+                pose2rot=False).vertices  # fmt: skip
+
+
+def predict_images(model, body, crops) -> Prediction:
+    """Run a model (eval mode) and the body on crops.
+
+    Args:
+      model: a `MeshRegressor`, e.g. from `train_lib.restore_model`.
+      body: the `smpl_jax.SMPL` it was trained with (`train_lib.load_body(config)[0]`).
+      crops: uint8 [B, S, S, 3] at the model's `config.data.image_size`.
+
+    Returns:
+      `Prediction`. Compiled once per model structure and batch shape.
+    """
+    from flax import nnx
+
+    graphdef, variables = nnx.split(model)
+    out = _regress(graphdef, variables, crops)
+    vertices = _mesh(body, out.betas, out.rotmat)
+    return Prediction(*(np.asarray(x) for x in (out.pose, out.betas, out.camera, vertices)))
+
+
+def load_run_config(workdir):
+    """A run's config (an `ml_collections.ConfigDict`) from ``WORKDIR/config.json``.
+
+    Raises:
+      DemoError: no such directory, or no config.json in it.
+    """
+    import ml_collections
+
+    workdir = pathlib.Path(workdir).expanduser()
+    train = f"python train.py --config configs/hkmr.py --workdir {workdir}"
+    if not workdir.is_dir():
+        raise DemoError(
+            f"no run at {workdir} (no such directory); give the --workdir of a training run, "
+            f"or train one: {train}"
+        )
+    path = workdir / "config.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DemoError(
+            f"{path} not found: {workdir} is not a training run's directory (training writes "
+            f"config.json there); give the --workdir you trained in, or train: {train}"
+        ) from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise DemoError(f"cannot read {path} ({e}); it is written by training.") from None
+    return ml_collections.ConfigDict(data)
+
+
+class Predictor:
+    """A trained run, ready to predict: crops in, `Prediction` out, in batches.
+
+    Attributes:
+      config: the run's config.
+      model: the restored model (eval mode).
+      body: its `smpl_jax.SMPL`.
+      faces: [F, 3] int32 of the body.
+      step: the restored checkpoint's step.
+      image_size: S, the crop size the model takes.
+    """
+
+    def __init__(self, config, model, body, step: int):
+        self.config, self.model, self.body, self.step = config, model, body, int(step)
+        self.faces = np.asarray(body.faces, np.int32)
+        self.image_size = int(config.data.image_size)
+
+    @classmethod
+    def from_workdir(cls, workdir, step: int | None = None) -> Predictor:
+        """Restore a run's latest (or `step`'s) checkpoint with its own config.
+
+        Raises:
+          DemoError: no run, no checkpoint, or checkpoints that do not fit the config.
+        """
+        from hkmr_jax import checkpoint, train_lib
+
+        workdir = pathlib.Path(workdir).expanduser()
+        config = load_run_config(workdir)
+        steps = workdir / "checkpoints"
+        if not (steps.is_dir() and any(p.name.isdigit() for p in steps.iterdir())):
+            # Checked before building the model, which takes a while.
+            raise DemoError(
+                f"no checkpoint in {steps}: the run in {workdir} has not saved one yet; train "
+                f"it (python train.py --config ... --workdir {workdir}) or give another "
+                "--workdir."
+            )
+        # The checkpoint replaces the ImageNet initialisation: skip reading its file, which
+        # a demo machine need not have. (`config.prior` stays: it shapes the checkpoint.)
+        config.model.encoder_init = None
+        try:
+            model, restored = train_lib.restore_model(config, workdir, step)
+            body, _ = train_lib.load_body(config)
+        except checkpoint.CheckpointError as e:
+            lines = str(e).splitlines()
+            raise DemoError(
+                f"the checkpoint(s) in {steps} do not fit the model that "
+                f"{workdir / 'config.json'} describes (model {config.model.name!r}, encoder "
+                f"{config.model.encoder.name!r}), or are damaged. Keep the config.json that "
+                "training wrote beside its checkpoints"
+                + (f", and check that step {step} exists" if step is not None else "")
+                + f". First error: {(lines[1] if len(lines) > 1 else str(e))[:400]}"
+            ) from None
+        except (OSError, ValueError) as e:  # e.g. config.body_model is not on this machine
+            raise DemoError(f"cannot load the run in {workdir}: {e}") from None
+        return cls(config, model, body, restored)
+
+    def __call__(self, crops, batch_size: int = 8) -> Prediction:
+        """uint8 crops [N, S, S, 3] → `Prediction` of N, `batch_size` at a time (the last
+        batch padded, so that one program serves every batch)."""
+        crops = np.asarray(crops, np.uint8)
+        s = self.image_size
+        if crops.ndim != 4 or crops.shape[1:] != (s, s, 3):
+            raise ValueError(f"crops must be uint8 [N, {s}, {s}, 3], got {list(crops.shape)}.")
+        n = len(crops)
+        b = max(1, min(int(batch_size), n))
+        parts = []
+        for start in range(0, n, b):
+            chunk = crops[start : start + b]
+            padded = np.concatenate([chunk, np.zeros((b - len(chunk), s, s, 3), np.uint8)])
+            pred = predict_images(self.model, self.body, padded)
+            parts.append([x[: len(chunk)] for x in pred])
+        return Prediction(*(np.concatenate(xs) for xs in zip(*parts, strict=True)))
+
+
+# ----------------------------------------------------------------------------- pictures
+
+
+def render_views(image, vertices, faces, camera, supersample: int = 2):
+    """The mesh over the crop, and a side view.
+
+    Args:
+      image: uint8 [R, R, 3], the crop (any resolution: the camera is in [-1, 1] units).
+      vertices: [V, 3] camera frame (x right, y down, z away), metres.
+      faces: [F, 3] int.
+      camera: [3] (s, tx, ty).
+      supersample: anti-aliasing factor of `render.render_mesh`.
+
+    Returns:
+      (overlay, side): uint8 [R, R, 3] each. The side view turns the mesh 90° about the
+      vertical axis through the middle of its bounding box, on white, with the same
+      scale and vertical placement as the overlay.
+
+    Raises:
+      DemoError: a non-finite or zero camera scale, or non-finite vertices.
+    """
+    from hkmr_jax import render
+
+    s, tx, ty = (float(c) for c in camera)
+    vertices = np.asarray(vertices, np.float64)
+    if not (np.isfinite([s, tx, ty]).all() and s != 0 and np.isfinite(vertices).all()):
+        raise DemoError(
+            f"the model predicted a degenerate camera {[s, tx, ty]} or non-finite vertices; "
+            "is the checkpoint trained?"
+        )
+    size = image.shape[:2]
+    overlay = render.render_mesh(vertices, faces, render.Camera.weak_perspective(s, tx, ty),
+                                 size, background=image, supersample=supersample)  # fmt: skip
+    # R·(X − c) + c with R a quarter turn about y: the turn adds s·(c − R·c) to the shift.
+    turn = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])
+    centre = (vertices.min(axis=0) + vertices.max(axis=0)) / 2
+    shift = s * (centre - turn @ centre)
+    side_cam = render.Camera.weak_perspective(s, tx + shift[0], ty + shift[1], rotation=turn)
+    side = render.render_mesh(vertices, faces, side_cam, size, supersample=supersample)
+    return overlay, side
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def output_names(name: str) -> dict[str, str]:
+    """Output kind → file name for an image called `name`."""
+    return {"obj": f"{name}.obj", "npz": f"{name}.npz", "json": f"{name}.json",
+            "overlay": f"{name}_overlay.png", "side": f"{name}_side.png"}  # fmt: skip
+
+
+def encode_outputs(name, vertices, faces, pose, betas, camera, box: Box, overlay, side,
+                   info=None) -> dict[str, bytes]:  # fmt: skip
+    """Every output file of one image, as file name → bytes (see the module docstring).
+
+    Args:
+      name: the image's output name (file stem).
+      vertices: [V, 3] camera frame; the .obj holds them turned upright (CAMERA_TO_VIEWER).
+      faces: [F, 3].
+      pose, betas, camera: [24, 3], [NB], [3].
+      box: the crop box.
+      overlay, side: uint8 images.
+      info: extra JSON fields (image path, checkpoint step).
+    """
+    import imageio.v3 as iio
+    import trimesh
+
+    names = output_names(name)
+    mesh = trimesh.Trimesh(np.asarray(vertices, np.float64) @ CAMERA_TO_VIEWER.T,
+                           np.asarray(faces), process=False)  # fmt: skip
+    obj = mesh.export(file_type="obj", include_normals=False, header=f"{_PROG}: {name}")
+    params = {
+        "pose": np.asarray(pose, np.float32).reshape(24, 3),
+        "betas": np.asarray(betas, np.float32).reshape(-1),
+        "camera": np.asarray(camera, np.float32).reshape(3),
+        "box": box.xywh,
+    }
+    npz = io.BytesIO()
+    np.savez(npz, **params)
+    # float32 → Python float is exact and JSON keeps every digit: reading the JSON back
+    # as float32 gives the .npz's values bit for bit.
+    record = {**(info or {}), **{k: v.astype(np.float64).tolist() for k, v in params.items()}}
+    text = "{\n" + ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in record.items())
+    png = lambda image: iio.imwrite("<bytes>", np.asarray(image, np.uint8), extension=".png")
+    return {
+        names["obj"]: obj.encode(),
+        names["npz"]: npz.getvalue(),
+        names["json"]: (text + "\n}\n").encode(),
+        names["overlay"]: png(overlay),
+        names["side"]: png(side),
+    }
+
+
+def write_all(out_dir, files: dict[str, bytes]) -> list[pathlib.Path]:
+    """Write files into `out_dir` all or nothing: each to a temporary name there, then
+    renamed into place; on any failure the temporaries and the files already renamed
+    are removed."""
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tag = f"{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    temps = {out_dir / f".{n}.{tag}.tmp": out_dir / n for n in files}
+    done: list[pathlib.Path] = []
+    try:
+        for (tmp, _), data in zip(temps.items(), files.values(), strict=True):
+            tmp.write_bytes(data)
+        for tmp, final in temps.items():
+            os.replace(tmp, final)
+            done.append(final)
+    except BaseException:
+        for path in [*temps, *done]:
+            path.unlink(missing_ok=True)
+        raise
+    return done
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def list_images(path) -> list[pathlib.Path]:
+    """`path` itself, or the images (by `IMAGE_SUFFIXES`) in the folder `path`, sorted.
+
+    Raises:
+      DemoError: `path` does not exist, or the folder holds no image.
+    """
+    path = pathlib.Path(path).expanduser()
+    if path.is_dir():
+        images = sorted(
+            p for p in path.iterdir()
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+        )  # fmt: skip
+        if not images:
+            raise DemoError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in the folder {path}.")
+        return images
+    if not path.exists():
+        raise DemoError(f"image {path} does not exist.")
+    return [path]
+
+
+def _openpose_file(openpose, image: pathlib.Path) -> pathlib.Path:
+    """The keypoints file of `image`: `openpose` itself, or in the folder `openpose`
+    OpenPose's ``<stem>_keypoints.json`` (or ``<stem>.json``)."""
+    openpose = pathlib.Path(openpose)
+    if not openpose.is_dir():
+        return openpose
+    for candidate in (f"{image.stem}_keypoints.json", f"{image.stem}.json"):
+        if (openpose / candidate).is_file():
+            return openpose / candidate
+    raise DemoError(
+        f"no OpenPose file for {image.name} in {openpose} (looked for {image.stem}_keypoints.json "
+        f"and {image.stem}.json)."
+    )
+
+
+def find_box(image_size, path, bbox=None, openpose=None) -> Box:
+    """The crop box of the image at `path`: from `bbox`, else from `openpose` (a file, or
+    a folder holding the image's), else the whole image."""
+    if bbox is not None:
+        return box_from_bbox(bbox, image_size)
+    if openpose is not None:
+        return box_from_openpose(_openpose_file(openpose, pathlib.Path(path)), image_size)
+    return box_from_image(image_size)
+
+
+def _names(images: Sequence[pathlib.Path]) -> list[str]:
+    """Output names: the file stems, with the suffix added where two stems collide."""
+    stems = [p.stem for p in images]
+    return [p.stem if stems.count(p.stem) == 1 else f"{p.stem}_{p.suffix[1:]}" for p in images]
+
+
+def run_demo(predictor: Predictor, images, out_dir, *, bbox=None, openpose=None,
+             batch_size: int = 8, render_size: int = 224,
+             progress: bool | None = None):  # fmt: skip
+    """Crop, predict, render and write every image (see the module docstring).
+
+    Args:
+      predictor: a `Predictor`.
+      images: image paths.
+      out_dir: output folder (created when the first image's files are written).
+      bbox: (x, y, w, h) for every image, or None.
+      openpose: an OpenPose JSON, or a folder of them (``<stem>_keypoints.json``), or None.
+      batch_size: images per forward pass.
+      render_size: side of the PNGs, pixels.
+      progress: show a tqdm bar (None: when there is more than one image).
+
+    Returns:
+      (written: {image: [paths]}, failed: {image: error message}).
+    """
+    import tqdm
+
+    images = [pathlib.Path(p) for p in images]
+    names = dict(zip(images, _names(images), strict=True))
+    written: dict[pathlib.Path, list[pathlib.Path]] = {}
+    failed: dict[pathlib.Path, str] = {}
+    show = len(images) > 1 if progress is None else progress
+    bar = tqdm.tqdm(total=len(images), unit="image", disable=not show, dynamic_ncols=True)
+    try:
+        for start in range(0, len(images), batch_size):
+            ready = []  # (path, box, model crop, picture crop)
+            for path in images[start : start + batch_size]:
+                try:
+                    image = read_image(path)
+                    box = find_box(image.shape[:2], path, bbox, openpose)
+                    ready.append((path, box, crop_image(image, box, predictor.image_size),
+                                  crop_image(image, box, render_size)))  # fmt: skip
+                except DemoError as e:
+                    failed[path] = _naming(path, e)
+                    bar.update(1)
+            if not ready:
+                continue
+            pred = predictor(np.stack([r[2] for r in ready]), batch_size)
+            for i, (path, box, _, picture) in enumerate(ready):
+                try:
+                    overlay, side = render_views(picture, pred.vertices[i], predictor.faces,
+                                                 pred.camera[i])  # fmt: skip
+                    info = {"image": str(path), "checkpoint_step": predictor.step}
+                    files = encode_outputs(names[path], pred.vertices[i], predictor.faces,
+                                           pred.pose[i], pred.betas[i], pred.camera[i], box,
+                                           overlay, side, info)  # fmt: skip
+                    written[path] = write_all(out_dir, files)
+                except (DemoError, OSError) as e:
+                    failed[path] = _naming(path, e)
+                bar.update(1)
+    finally:
+        bar.close()
+    return written, failed
+
+
+def _naming(path, error) -> str:
+    """The error's message, prefixed with the image unless it names it already."""
+    return str(error) if str(path) in str(error) else f"{path}: {error}"
+
+
+def _parse_bbox(text: str):
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(
+            f"expected x,y,w,h (four numbers: top-left corner and size in pixels), got {text!r}"
+        )
+    return values
+
+
+def main(argv=None) -> int:
+    """``hkmr-demo``: see the module docstring. Returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog=_PROG,
+        description="Recover a body mesh from images with a trained run: writes .obj, "
+        ".npz/.json parameters and overlay/side-view PNGs per image.",
+    )
+    parser.add_argument("--workdir", required=True, help="the training run's directory")
+    parser.add_argument("--image", required=True, help="an image, or a folder of images")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--bbox", type=_parse_bbox, metavar="X,Y,W,H",
+                       help="box around the person, pixels (default: the whole image); write "
+                       "--bbox=X,Y,W,H when X is negative")  # fmt: skip
+    where.add_argument("--openpose", metavar="JSON",
+                       help="OpenPose BODY_25 keypoints file (or, with a folder of images, a "
+                       "folder of <name>_keypoints.json)")  # fmt: skip
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
+    parser.add_argument("--batch_size", type=int, default=8, help="images per forward pass")
+    parser.add_argument("--render_size", type=int, default=224, help="side of the PNGs, px")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error(f"--batch_size must be positive, got {args.batch_size}.")
+    if args.render_size < 16:
+        parser.error(f"--render_size must be at least 16 pixels, got {args.render_size}.")
+    try:
+        images = list_images(args.image)
+        if args.openpose is not None:
+            openpose = pathlib.Path(args.openpose)
+            if not openpose.exists():
+                raise DemoError(f"OpenPose file {openpose} does not exist.")
+            if len(images) > 1 and not openpose.is_dir():
+                raise DemoError(
+                    "--image is a folder: give --openpose a folder of OpenPose files "
+                    "(<image name>_keypoints.json), not one file."
+                )
+        if pathlib.Path(args.out).exists() and not pathlib.Path(args.out).is_dir():
+            raise DemoError(f"--out {args.out} exists and is not a folder.")
+        if len(images) == 1:  # fail fast, before the model loads (which takes a while)
+            find_box(read_image(images[0]).shape[:2], images[0], args.bbox, args.openpose)
+        predictor = Predictor.from_workdir(args.workdir, args.step)
+    except DemoError as e:
+        print(f"{_PROG}: error: {e}", file=sys.stderr)
+        return 1
+    written, failed = run_demo(predictor, images, args.out, bbox=args.bbox,
+                               openpose=args.openpose, batch_size=args.batch_size,
+                               render_size=args.render_size)  # fmt: skip
+    for message in failed.values():
+        print(f"{_PROG}: error: {message}", file=sys.stderr)
+    print(f"{len(written)} of {len(images)} image(s) done (checkpoint step {predictor.step}); "
+          f"outputs in {args.out}")  # fmt: skip
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
