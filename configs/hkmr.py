@@ -28,11 +28,12 @@ Any field can be overridden the same way (`--config.num_steps=100`); a misspelt 
 is an error (the config is locked).
 """
 
+import dataclasses
 import math
 
 from ml_collections import config_dict
 
-from hkmr_jax import prior_train
+from hkmr_jax import prior_train, smplify
 
 VARIANTS = ("default", "smoke", "paper")
 
@@ -65,10 +66,13 @@ def base(regressor_name: str = "hkmr") -> config_dict.ConfigDict:
     c.model.name = regressor_name
     # 4 stages of 64 px → 4 × 4 feature map; Φ has 128 features.
     c.model.encoder = _encoder(name="small_cnn", widths=(16, 32, 64, 128))
+    c.model.encoder.flatten = config_dict.placeholder(int)  # SmallCNN: flatten the 4x4 map
     c.model.regressor = _regressor(regressor_name, embed_dim=64, hidden=256, outer=3, inner=4)
-    # Start from the rest pose turned upright in the camera frame (SPIN's convention: a
-    # global orientation of (π, 0, 0)); `path` would read SPIN's smpl_mean_params.npz.
-    c.model.mean_params = dict(global_orient=(math.pi, 0.0, 0.0), camera_scale=0.9)
+    # Start from the built-in data's mean body pose turned upright in the camera frame
+    # (SPIN's convention: a global orientation of (π, 0, 0)), as SPIN starts from its
+    # training set's mean (`path` would read SPIN's smpl_mean_params.npz).
+    c.model.mean_params = dict(global_orient=(math.pi, 0.0, 0.0), camera_scale=0.9,
+                               body_pose="synthetic")  # fmt: skip
     c.model.encoder_init = config_dict.placeholder(str)  # torchvision ResNet .pth
 
     c.body_model = config_dict.placeholder(str)  # None: the built-in body
@@ -81,6 +85,7 @@ def base(regressor_name: str = "hkmr") -> config_dict.ConfigDict:
     c.data.seed = 0
     c.data.synthetic_seed = 0
     c.data.augment = config_dict.placeholder(dict)  # None: off; {}: SPIN's augmentation
+    c.data.synthetic_2d_length = 20_000  # the 'synthetic_2d' dataset (2D keypoints only)
     c.data.num_threads = 2
     c.data.prefetch = 64
 
@@ -110,6 +115,15 @@ def base(regressor_name: str = "hkmr") -> config_dict.ConfigDict:
     c.prior_checkpoint = config_dict.placeholder(str)
     c.prior_vae = dict(latent_dim=32, hidden_dim=512)
     c.prior_training = prior_train.default_config()
+
+    # SPIN's SMPLify in the loop (configs/hkmr_spin.py, configs/spin.py): the regressor's
+    # estimate starts a fit to the 2D keypoints; the best fit per example is kept (and
+    # checkpointed) and supervises pose and shape where there is no SMPL ground truth.
+    c.fitting = config_dict.ConfigDict()
+    c.fitting.enabled = False
+    c.fitting.threshold = 100.0  # SPIN's smplify_threshold (pixels² at 224 px)
+    c.fitting.gmm_path = config_dict.placeholder(str)  # SMPLify's gmm_08.pkl (pose_prior='gmm')
+    c.fitting.smplify = dataclasses.asdict(smplify.SMPLifyConfig())  # SPIN's settings
 
     c.log_every = 50
     c.checkpoint_every = 500
@@ -150,7 +164,11 @@ def paper(c: config_dict.ConfigDict) -> config_dict.ConfigDict:
     # 'all' and forward+backward passes (§3.2); axis-angle residuals (§3.2).
     # HMR: 2 × 1024 with dropout 0.5, 3 iterations (HMR's code), 26.8M parameters.
     c.model.regressor = _regressor(c.model.name, embed_dim=160, hidden=1024, outer=3, inner=4)
-    c.model.mean_params = dict(global_orient=(math.pi, 0.0, 0.0), camera_scale=0.9)
+    # SPIN starts from its smpl_mean_params.npz (set model.mean_params.path); without it
+    # the rest pose, upright.
+    c.model.mean_params = dict(global_orient=(math.pi, 0.0, 0.0), camera_scale=0.9,
+                               body_pose="rest")  # fmt: skip
+    c.model.mean_params.path = config_dict.placeholder(str)
     c.data.image_size = 224  # SPIN's constants.IMG_RES; HMR also uses 224
     # SPIN's MixedDataset: 30% Human3.6M, 60% the 2D datasets (shared in proportion to
     # their sizes), 10% MPI-INF-3DHP. The paper (§4) lists the same datasets (HMR's).

@@ -59,10 +59,11 @@ from jax.sharding import PartitionSpec as P
 
 import smpl_jax
 from hkmr_jax import checkpoint as checkpoint_lib
-from hkmr_jax import eval_lib, losses, models, prior_train
+from hkmr_jax import eval_lib, fit_store, losses, models, prior_train, smplify
 from hkmr_jax.data import pipeline
 from hkmr_jax.models import encoder as encoder_lib
 from hkmr_jax.models import pose_prior
+from hkmr_jax.models.params import RegressorOutput
 
 #: Config fields that do not change what a step computes: a run may resume with new values.
 BOOKKEEPING_KEYS = frozenset(
@@ -164,6 +165,38 @@ def make_optimizer(config) -> tuple[optax.GradientTransformation, Callable]:
     if clip:
         tx = optax.chain(optax.clip_by_global_norm(float(clip)), tx)
     return tx, schedule
+
+
+#: Datasets with more examples than this get no stored fits (e.g. the synthetic train
+#: stream): their fits are used in the step that makes them and not kept.
+MAX_STORED_FITS = 4_000_000
+
+
+def _fitting_setup(config, body, regressor, prior):
+    """The SMPLify fitter and the initial fit store (`config.fitting`), for `Trainer`."""
+    fitting = config.fitting
+    if config.data.get("augment") is not None:
+        raise ValueError(
+            "config.fitting.enabled with config.data.augment: stored fits are kept in the "
+            "examples' original frame and the step does not yet rotate/flip them to each "
+            "batch's augmentation (SPIN does). Set config.data.augment=None."
+        )
+    settings = smplify.SMPLifyConfig(**dict(fitting.smplify))
+    vae = prior if settings.pose_prior == "vae" else None
+    if settings.pose_prior == "vae" and vae is None:
+        raise ValueError(
+            "config.fitting.smplify.pose_prior='vae' needs config.prior='vae' (the frozen "
+            "VAE is SMPLify's pose prior); or set fitting.smplify.pose_prior to 'gmm' "
+            "(with fitting.gmm_path) or 'none'."
+        )
+    fitter = smplify.SMPLify.create(body, regressor, settings, vae=vae,
+                                    gmm=fitting.get("gmm_path"))  # fmt: skip
+    sizes = {str(k): n for k, n in enumerate(pipeline.dataset_sizes(config))
+             if n <= MAX_STORED_FITS}  # fmt: skip
+    if not sizes:
+        return fitter, {}
+    num_betas = int(config.model.mean_params.get("num_betas", 10))
+    return fitter, fit_store.to_arrays(fit_store.create(sizes, num_betas))
 
 
 def discriminator_optimizer(config: Mapping) -> optax.GradientTransformation:
@@ -269,22 +302,29 @@ def _per_device(spec: _StepSpec, tx, traces: list, state, batch, constants):
     images = normalize_images(batch["image"])
     discriminator = spec.discriminator_graphdef is not None
 
+    fitting = spec.config.get("fitting") or {}
+
     def loss_fn(params):
         model = nnx.merge(spec.graphdef, params, state["batch_stats"], rest)
         out = model(images)
+        targets, fit_aux = batch, None
+        if fitting.get("enabled"):  # SPIN: fits of this step's estimates supervise it
+            targets, fit_aux = _fit_targets(constants["fitter"], state["fits"],
+                                            jax.lax.stop_gradient(out).final, batch,
+                                            float(fitting["threshold"]))  # fmt: skip
         loss, terms = losses.regressor_loss(
-            out, batch, constants["body"], constants["h36m_regressor"], weights, prior_kl
+            out, targets, constants["body"], constants["h36m_regressor"], weights, prior_kl
         )
         if discriminator:  # HMR's adversarial prior: the regressor's term
             critic = nnx.merge(spec.discriminator_graphdef, state["discriminator"]["params"])
             terms["adversarial"] = losses.adversarial_loss(critic, out)
             loss = loss + weights.adversarial * terms["adversarial"]
         _, _, batch_stats, new_rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
-        aux = (terms, nnx.to_pure_dict(batch_stats), nnx.to_pure_dict(new_rest))
+        aux = (terms, nnx.to_pure_dict(batch_stats), nnx.to_pure_dict(new_rest), fit_aux)
         return loss, (aux, jax.lax.stop_gradient(out))
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (loss, ((terms, batch_stats, new_rest), out)), grads = grad_fn(state["params"])
+    (loss, ((terms, batch_stats, new_rest, fit_aux), out)), grads = grad_fn(state["params"])
     # Every shard has the same size and each loss term is a mean over its entries, so the
     # mean over devices is the loss (and the gradient) of the global batch.
     loss, terms, grads, batch_stats = jax.lax.pmean((loss, terms, grads, batch_stats), "data")
@@ -295,6 +335,9 @@ def _per_device(spec: _StepSpec, tx, traces: list, state, batch, constants):
     new_state = {"params": params, "batch_stats": batch_stats, "rest": new_rest,
                  "opt_state": opt_state}  # fmt: skip
     checked = (loss, grads)
+    if fit_aux is not None:
+        new_state["fits"], fit_metrics = fit_aux  # the store is identical on every device
+        terms = {**terms, **jax.lax.pmean(fit_metrics, "data")}
     if discriminator:  # ... and the discriminator's update, on the same batch
         d_state = state["discriminator"]
 
@@ -324,6 +367,57 @@ def _per_device(spec: _StepSpec, tx, traces: list, state, batch, constants):
     return new_state, {"loss": loss, **terms, "grad_norm": optax.tree.norm(grads)}
 
 
+def _fit_targets(fitter, fits, final: RegressorOutput, batch, threshold: float):
+    """SPIN's in-the-loop fitting for one device's batch (SPIN's trainer.py, ported).
+
+    SMPLify starts from the regressor's final estimate (`final`, gradient stopped); the
+    stored best fit of each example (`fits`, `fit_store.to_arrays` layout, replicated)
+    is re-scored on this batch's keypoints with its own least-squares camera; the better
+    of the two is kept in the store and, where its error is below `threshold`, is the
+    pose/shape target (the ground truth where `has_smpl`).
+
+    Returns:
+      (batch with `pose`, `betas`, `has_smpl` replaced by the targets and their validity,
+      (the updated store, metrics)).
+    """
+    ids, indices, keypoints = batch["dataset_id"], batch["example_id"], batch["keypoints"]
+    new = fitter.fit_from_regressor(final, keypoints)
+    if fits:
+        # Datasets without stored fits (streams) have no arrays (orbax cannot save empty
+        # ones): give them empty blocks so that dataset ids stay positions.
+        empty = fit_store.to_arrays(fit_store.create(
+            {str(k): 0 for k in range(1 + max(map(int, fits)))}, new.betas.shape[-1]
+        ))  # fmt: skip
+        store = fit_store.from_arrays({**empty, **fits}, tuple(empty))
+        old_pose, old_betas, _, fitted = fit_store.lookup(store, ids, indices)
+        old_error = fitter.refit_error(old_pose, old_betas, keypoints)
+        old_error = jnp.where(fitted, old_error, jnp.inf)
+        store = fit_store.update(store, ids, indices, new.pose, new.betas,
+                                 new.reprojection_error, current_error=old_error,
+                                 axis_name="data")  # fmt: skip
+        fits = {k: v for k, v in fit_store.to_arrays(store).items() if k in fits}
+    else:
+        old_pose, old_betas = jnp.zeros_like(new.pose), jnp.zeros_like(new.betas)
+        old_error = jnp.full_like(new.reprojection_error, jnp.inf)
+    better = new.reprojection_error < old_error
+    pose = jnp.where(better[:, None], new.pose, old_pose)
+    betas = jnp.where(better[:, None], new.betas, old_betas)
+    error = jnp.where(better, new.reprojection_error, old_error)
+    pose, betas, valid = fit_store.select_targets(
+        pose, betas, error, batch["pose"], batch["betas"], batch["has_smpl"], threshold
+    )
+    targets = dict(batch, pose=pose, betas=betas, has_smpl=valid.astype(batch["betas"].dtype))
+    no_smpl = batch["has_smpl"] <= 0
+    count = jnp.maximum(jnp.sum(no_smpl), 1)
+    metrics = {
+        # Over the examples without SMPL ground truth (the ones fits supervise).
+        "fit/valid_fraction": jnp.sum(valid & no_smpl) / count,
+        "fit/improved_fraction": jnp.sum(better & no_smpl) / count,
+        "fit/pixel_error": jnp.mean(new.pixel_error),
+    }
+    return targets, (fits, metrics)
+
+
 #: `_StepSpec` → (jitted step, its trace counter): every `Trainer` with the same spec in
 #: this process shares one compiled step (tests, notebooks). The newest few are kept.
 _STEP_CACHE: collections.OrderedDict[_StepSpec, tuple[Callable, list]] = collections.OrderedDict()
@@ -331,7 +425,7 @@ _STEP_CACHE_SIZE = 4
 
 #: Config fields the step program depends on.
 _STEP_FIELDS = ("model", "optimizer", "num_steps", "loss_weights", "prior", "prior_vae",
-                "discriminator")  # fmt: skip
+                "discriminator", "fitting")  # fmt: skip
 
 
 def _compiled_step(spec: _StepSpec, tx) -> tuple[Callable, list]:
@@ -400,6 +494,11 @@ class Trainer:
             "opt_state": tx.init(params),
             "bad_step": jnp.full((), -1, jnp.int32),  # first non-finite step, -1: none
         }
+        fitting = config.get("fitting") or {}
+        if fitting.get("enabled"):
+            fitter, fits = _fitting_setup(config, body, regressor, prior)
+            constants["fitter"] = fitter
+            initial["fits"] = fits
         discriminator_graphdef = None
         if config.get("prior") == "discriminator":
             critic = pose_prior.PoseDiscriminator(rngs=nnx.Rngs(int(config.seed) + 1))

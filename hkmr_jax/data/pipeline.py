@@ -83,6 +83,41 @@ def _synthetic(split: str, data_config: Mapping):
 register_dataset("synthetic", _synthetic)
 
 
+class _WithoutSMPL:
+    """A source whose examples keep only their 2D keypoints as labels, like SPIN's 2D
+    datasets (LSP, MPII, COCO): has_smpl = has_3d = 0, pose/betas/3D joints zeroed."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, i):
+        example = dict(self.source[i])
+        for key in ("pose", "betas", "joints_3d"):
+            example[key] = np.zeros_like(example[key])
+        example["has_smpl"] = np.zeros_like(example["has_smpl"])
+        example["has_3d"] = np.zeros_like(example["has_3d"])
+        return example
+
+
+def _synthetic_2d(split: str, data_config: Mapping):
+    """'synthetic_2d': other people of the built-in data (seed `synthetic_seed` + 1) with
+    2D keypoints only, `synthetic_2d_length` of them (20,000 by default: a finite set that
+    a run revisits, as SPIN's fits need)."""
+    from hkmr_jax.data import synthetic
+
+    return _WithoutSMPL(synthetic.SyntheticDataset(
+        split=split, size=int(data_config.get("image_size", 64)),
+        seed=int(data_config.get("synthetic_seed", 0)) + 1,
+        length=int(data_config.get("synthetic_2d_length", 20_000)),
+    ))  # fmt: skip
+
+
+register_dataset("synthetic_2d", _synthetic_2d)
+
+
 @functools.cache
 def _spin_format_names() -> tuple[str, ...]:
     """SPIN-format dataset names, or () when their module cannot be imported."""
@@ -244,6 +279,20 @@ def mixed_dataset(config) -> tuple[grain.MapDataset, list[Entry]]:
     if data.get("augment") is not None:
         mixed = mixed.random_map(_Augment(data.augment), seed=_seed(seed, 1_000_003))
     return mixed, entries
+
+
+def dataset_sizes(config) -> list[int]:
+    """The number of examples of each expanded dataset entry of `config.data.datasets`
+    (entry k is `dataset_id` k); `STREAM_LENGTH` or more for i.i.d. streams."""
+    data = config.data
+    sizes: dict[tuple[str, str], int] = {}
+
+    def size(name, split):
+        if (name, split) not in sizes:
+            sizes[name, split] = len(make_source(name, split, data))
+        return sizes[name, split]
+
+    return [size(e.name, e.split) for e in expand_datasets(data.datasets, size)]
 
 
 def _check_compatible(parts, entries):

@@ -110,6 +110,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import json
 import math
 import os
@@ -282,6 +283,21 @@ def sample_body_poses(rng: np.random.Generator, n: int) -> np.ndarray:
     u = _LO[1:] + (_HI[1:] - _LO[1:]) * rng.random(shape)
     body = np.where((x < _LO[1:]) | (x > _HI[1:]), u, x)
     return body.reshape(n, -1).astype(np.float32)
+
+
+@functools.cache
+def mean_body_pose() -> np.ndarray:
+    """[23, 3] the mean body pose of the dataset's pose law (axis-angle per joint): the
+    chordal mean (element-wise mean of 100,000 drawn rotation matrices projected back
+    onto SO(3)) of each joint. The regressors' starting pose for this data, as SPIN's
+    `smpl_mean_params.npz` is the mean of its training poses."""
+    from smpl_jax import rotation  # JAX, float32: ample for a mean
+
+    poses = sample_body_poses(np.random.default_rng(0), 100_000).reshape(-1, 23, 3)
+    mean = np.asarray(rotation.axis_angle_to_matrix(poses), np.float64).mean(axis=0)
+    u, _, vt = np.linalg.svd(mean)
+    nearest = u @ vt  # the closest rotations (each mean is near one: no reflection)
+    return np.asarray(rotation.matrix_to_axis_angle(nearest.astype(np.float32)), np.float32)
 
 
 def sample_parameters(rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -400,8 +400,14 @@ class SmallCNN(nnx.Module):
 
     Args:
         widths: channels per stage.
-        feature_dim: size of Φ. None (default) means ``widths[-1]``; another value adds a
-            1x1 conv+BN+ReLU head to that many channels before pooling.
+        feature_dim: channels of the last feature map. None (default) means
+            ``widths[-1]``; another value adds a 1x1 conv+BN+ReLU head to that many
+            channels before pooling.
+        flatten: None (default): Φ is the global average of the last feature map. An int
+            s: the map must be s × s (s = image size / 2**len(widths)) and Φ is the map
+            flattened, s·s·channels numbers: where each part of the body is stays in Φ,
+            which a 4 × 4 map's average mostly loses (ResNet-50 averages a 7 × 7 map of
+            2048 channels).
         in_channels: image channels.
         bn_axis_name: see `ResNet`.
         dtype: computation dtype.
@@ -417,6 +423,7 @@ class SmallCNN(nnx.Module):
         widths: Sequence[int] = (32, 64, 128, 256),
         *,
         feature_dim: int | None = None,
+        flatten: int | None = None,
         in_channels: int = 3,
         bn_axis_name: str | None = None,
         dtype: Any = None,
@@ -424,6 +431,9 @@ class SmallCNN(nnx.Module):
         rngs: nnx.Rngs,
     ):
         widths = tuple(int(w) for w in widths)
+        if flatten is not None and int(flatten) < 1:
+            raise ValueError(f"flatten must be a positive map size or None, got {flatten}")
+        self.flatten = None if flatten is None else int(flatten)
         if not widths or min(widths) < 1:
             raise ValueError(f"SmallCNN widths must be a non-empty list of positive ints: {widths}")
         if feature_dim is not None and feature_dim < 1:
@@ -441,10 +451,11 @@ class SmallCNN(nnx.Module):
         self.stages = nnx.List(stages)
         if feature_dim is None or feature_dim == prev:
             self.head = None
-            self.feature_dim = prev
+            channels = prev
         else:
             self.head = _ConvBNReLU(prev, feature_dim, 1, 1, **kw)
-            self.feature_dim = feature_dim
+            channels = feature_dim
+        self.feature_dim = channels if self.flatten is None else channels * self.flatten**2
 
     def feature_map(self, x: jax.Array) -> jax.Array:
         """[B, H, W, C] -> [B, H / 2**len(widths), W / 2**len(widths), feature_dim]."""
@@ -458,7 +469,17 @@ class SmallCNN(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Φ: [B, H, W, C] images -> [B, feature_dim]."""
-        return _global_average_pool(self.feature_map(x))
+        x = self.feature_map(x)
+        if self.flatten is None:
+            return _global_average_pool(x)
+        if x.shape[1:3] != (self.flatten, self.flatten):
+            raise ValueError(
+                f"SmallCNN(flatten={self.flatten}) expects a {self.flatten}x{self.flatten} "
+                f"feature map, got {x.shape[1]}x{x.shape[2]}: the images must be "
+                f"{self.flatten * 2 ** len(self.widths)} px (set flatten to image size / "
+                f"{2 ** len(self.widths)})."
+            )
+        return x.reshape(x.shape[0], -1)
 
 
 def create_encoder(name: str, *, rngs: nnx.Rngs, **kwargs: Any) -> ResNet | SmallCNN:

@@ -27,17 +27,29 @@ class MeshRegressor(nnx.Module):
 
 def mean_params_from_config(config: Mapping | None, num_betas: int = 10) -> params_lib.MeanParams:
     """`{'path': SPIN's smpl_mean_params.npz}` or `{'global_orient': (x, y, z),
-    'camera_scale': s}`; None or {} gives `MeanParams.default`."""
+    'camera_scale': s, 'body_pose': 'rest' | 'synthetic'}`; None or {} gives
+    `MeanParams.default`. `body_pose='synthetic'` starts from the built-in dataset's mean
+    body pose (`data.synthetic.mean_body_pose`) instead of the rest pose."""
     config = dict(config or {})
-    unknown = set(config) - {"path", "global_orient", "camera_scale", "num_betas"}
+    unknown = set(config) - {"path", "global_orient", "camera_scale", "num_betas", "body_pose"}
     if unknown:
         raise ValueError(f"unknown mean_params field(s) {sorted(unknown)}.")
     num_betas = config.get("num_betas", num_betas)
     if config.get("path"):
         return params_lib.MeanParams.from_spin_npz(config["path"], num_betas)
-    return params_lib.MeanParams.default(
+    mean = params_lib.MeanParams.default(
         num_betas, config.get("global_orient", (0.0, 0.0, 0.0)), config.get("camera_scale", 0.9)
     )
+    body_pose = config.get("body_pose", "rest")
+    if body_pose == "synthetic":
+        from hkmr_jax.data import synthetic  # lazily: only this option needs the data module
+
+        mean.pose[1:] = synthetic.mean_body_pose()
+    elif body_pose != "rest":
+        raise ValueError(
+            f"unknown mean_params.body_pose {body_pose!r}; choose 'rest' or 'synthetic'."
+        )
+    return mean
 
 
 def create(config: Mapping, rngs: nnx.Rngs) -> MeshRegressor:
