@@ -1,12 +1,18 @@
 """`hkmr-eval` / `python eval.py`: evaluate a trained run (flax examples style).
 
     hkmr-eval --config configs/hkmr.py --workdir runs/hkmr \\
-        [--datasets synthetic,h36m_p1,h36m_p2] [--evaluators standard,occluded,doc_sweep] \\
-        [--step N] [--limit N]
+        [--datasets synthetic,h36m_p1,h36m_p2,3dpw] \\
+        [--evaluators standard,occluded,doc_sweep,3dpw,invisible] \\
+        [--body_model_male M.pkl --body_model_female F.pkl] [--step N] [--limit N]
 
 Restores the latest readable checkpoint (or `--step`), evaluates every dataset with every
-evaluator (`hkmr_jax.eval_lib`), writes `WORKDIR/eval/<dataset>.json` (schema in the
-README) and `WORKDIR/eval/<dataset>_doc_sweep.png`, and prints a table.
+evaluator (`hkmr_jax.eval_lib`; without `--evaluators`, each dataset's defaults:
+`DEFAULT_EVALUATORS`), writes `WORKDIR/eval/<dataset>.json` (schema in the README) and
+`WORKDIR/eval/<dataset>_doc_sweep.png`, and prints a table.
+
+The `3dpw` evaluator's gendered SMPL models come from `--body_model_male` /
+`--body_model_female` (else the config's fields of those names, if it has them); without
+them both genders use the run's own body, with a printed note.
 """
 
 from __future__ import annotations
@@ -21,7 +27,12 @@ DATASETS = {
     "synthetic": ("synthetic", "test"),
     "h36m_p1": ("h36m", "valid_p1"),
     "h36m_p2": ("h36m", "valid_p2"),
+    "3dpw": ("3dpw", "test"),
 }
+
+#: Evaluators run when `--evaluators` is not given (3DPW has SMPL ground truth only).
+DEFAULT_EVALUATORS = {"3dpw": ("3dpw",)}
+_DEFAULT_EVALUATORS = ("standard", "occluded")
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "The run's config file, e.g. configs/hkmr.py.", lock_config=True
@@ -29,16 +40,32 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run's directory (checkpoints/).")
 _DATASETS = flags.DEFINE_list("datasets", ["synthetic"], f"Any of {sorted(DATASETS)}.")
 _EVALUATORS = flags.DEFINE_list(
-    "evaluators", ["standard", "occluded"], "Any of standard, occluded, doc_sweep."
-)
+    "evaluators", None, "Any of standard, occluded, doc_sweep, 3dpw, invisible (default: "
+    "standard,occluded; 3dpw for the 3dpw dataset)."
+)  # fmt: skip
+_MALE = flags.DEFINE_string("body_model_male", None, "Male SMPL .pkl/.npz (3dpw evaluator).")
+_FEMALE = flags.DEFINE_string("body_model_female", None, "Female SMPL .pkl/.npz (3dpw).")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
 _LIMIT = flags.DEFINE_integer("limit", None, "Evaluate the first N examples only.")
 _BATCH = flags.DEFINE_integer("batch_size", 32, "Examples per forward pass.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-def evaluate_run(config, workdir, datasets, evaluators, step=None, limit=None, batch_size=32):
-    """Evaluate a run's checkpoint; returns {dataset: {evaluator: result}} (also on disk)."""
+def dataset_evaluators(dataset: str, evaluators=None) -> tuple[str, ...]:
+    """The evaluators to run on `dataset`: `evaluators`, or the dataset's defaults."""
+    if evaluators:
+        return tuple(evaluators)
+    return DEFAULT_EVALUATORS.get(dataset, _DEFAULT_EVALUATORS)
+
+
+def evaluate_run(config, workdir, datasets, evaluators=None, step=None, limit=None,
+                 batch_size=32, body_model_male=None, body_model_female=None):  # fmt: skip
+    """Evaluate a run's checkpoint; returns {dataset: {evaluator: result}} (also on disk).
+
+    `evaluators` None: each dataset's defaults (`DEFAULT_EVALUATORS`). `body_model_male` /
+    `body_model_female` (paths; default: the config's fields of those names, if any) go
+    to the `3dpw` evaluator.
+    """
     from pathlib import Path
 
     import jax
@@ -50,11 +77,15 @@ def evaluate_run(config, workdir, datasets, evaluators, step=None, limit=None, b
     for name in datasets:
         if name not in DATASETS:
             raise ValueError(f"unknown dataset {name!r}; choose from {sorted(DATASETS)}.")
-    for name in evaluators:
-        if name not in eval_lib.EVALUATORS:
-            raise ValueError(
-                f"unknown evaluator {name!r}; choose from {sorted(eval_lib.EVALUATORS)}."
-            )
+        for evaluator in dataset_evaluators(name, evaluators):
+            if evaluator not in eval_lib.EVALUATORS:
+                raise ValueError(
+                    f"unknown evaluator {evaluator!r}; choose from {sorted(eval_lib.EVALUATORS)}."
+                )
+    gendered = {
+        "body_model_male": body_model_male or config.get("body_model_male"),
+        "body_model_female": body_model_female or config.get("body_model_female"),
+    }
     model, restored_step = train_lib.restore_model(config, workdir, step)
     graphdef, variables = nnx.split(model)
     predict = jax.jit(lambda v, images: nnx.merge(graphdef, v)(train_lib.normalize_images(images)))
@@ -66,8 +97,10 @@ def evaluate_run(config, workdir, datasets, evaluators, step=None, limit=None, b
     for name in datasets:
         source = pipeline.make_source(*DATASETS[name], config.data)
         result = {"checkpoint_step": restored_step}
-        for evaluator in evaluators:
-            result[evaluator] = eval_lib.run_evaluator(evaluator, ctx, source, limit=limit)
+        for evaluator in dataset_evaluators(name, evaluators):
+            kwargs = gendered if evaluator == "3dpw" else {}
+            result[evaluator] = eval_lib.run_evaluator(evaluator, ctx, source, limit=limit,
+                                                       **kwargs)  # fmt: skip
         eval_lib.write_json(result, out_dir / f"{name}.json")
         if "doc_sweep" in result:
             eval_lib.plot_doc_sweep({config.model.name: result["doc_sweep"]},
@@ -84,7 +117,8 @@ def _main(argv) -> None:
     from hkmr_jax import eval_lib
 
     results = evaluate_run(_CONFIG.value, _WORKDIR.value, _DATASETS.value, _EVALUATORS.value,
-                           _STEP.value, _LIMIT.value, _BATCH.value)  # fmt: skip
+                           _STEP.value, _LIMIT.value, _BATCH.value, _MALE.value,
+                           _FEMALE.value)  # fmt: skip
     print(eval_lib.format_table(results))
     print(f"written to {_WORKDIR.value}/eval/")
 

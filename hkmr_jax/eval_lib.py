@@ -1,4 +1,5 @@
-"""Evaluation: MPJPE / PA-MPJPE clean and under synthetic occlusions, the DoC sweep, speed.
+"""Evaluation: MPJPE / PA-MPJPE clean and under synthetic occlusions, the DoC sweep, 3DPW's
+mesh errors, invisible joints, speed.
 
 Protocol (SPIN's, `shared/FORMATS.md`): the predicted mesh of the last iteration goes
 through a 17-joint Human3.6M regressor (the user's `J_regressor_h36m.npy` for real SMPL,
@@ -8,18 +9,44 @@ root-centred `joints_3d` (same slots). Errors are reported in millimetres.
 
 Evaluators (`EVALUATORS`, selected by `config.evals` entries `{'name': ..., ...}`):
 
-* `standard`: MPJPE and PA-MPJPE on a dataset.
+* `standard`: MPJPE and PA-MPJPE on a dataset (its examples need `joints_3d`:
+  `has_3d` = 1).
 * `occluded`: the same under the fixed Bar / Circle / Rectangle test sets
   (`data.occlusion.occlude_test_set`: DoC 3, seeded per example).
 * `doc_sweep`: paper Fig. 6 — for each DoC 1…5 and occluder kind, the occluder centred
   on each of the 14 LSP joints in turn, MPJPE averaged over the joints; plotted to PNG.
+* `3dpw`: SPIN's 3DPW protocol (its `eval.py`). The ground truth is a mesh: the
+  example's `pose` / `betas` through the SMPL model of its `gender` ('m' male, 'f'
+  female; examples without one, such as the synthetic set's, through the run's own
+  body), then the same Human3.6M regressor, pelvis-centred, 14 LSP joints; the
+  prediction as above (the run's, neutral, body). MPJPE, PA-MPJPE and PVE, the mean
+  per-vertex distance between the predicted and ground-truth meshes, each centred on
+  its own regressed pelvis (SPIN's `eval.py` reports no PVE for 3DPW; this centring is
+  the one its successors use, e.g. PARE). The gendered models are the evaluator's
+  `body_model_male` / `body_model_female` arguments (paths to official `.pkl` / `.npz`
+  files, or `smpl_jax.SMPL` models); without them both genders use the run's body, with
+  a printed note (the built-in body has no gendered versions).
+* `invisible`: paper Table 4 (right), "MPII invisible joints": the 2D error of the joints
+  that are annotated but not visible. Predicted keypoints are
+  `geometry.weak_perspective` of the predicted mesh's J24 joints with the predicted
+  camera. Invisible joints: with an example key `visible` [24] (1 visible, 0 not),
+  annotated (keypoint confidence > 0) and `visible` == 0; without it (the synthetic
+  set, whose hidden keypoints keep their projected position), a J24 slot with a 3D
+  joint (`joints_3d[..., 3] > 0`), keypoint confidence 0 and the keypoint inside the
+  crop ([-1, 1]²). Only the 17 slots a mesh predicts (`geometry.j24_joints`' mask)
+  count. Reported: the mean distance in pixels of the crop at its stored size, pooled
+  over all invisible joints; PCK, the percentage of them within `pck_fraction` × crop
+  side (default 0.05: 11.2 px at 224 px, 3.2 px at 64 px; PCKh needs a head size that
+  these labels lack); their number; and the same for the visible joints.
 
 Datasets: `synthetic` (the built-in test split) and, once built with
-`python -m hkmr_jax.data.build`, `h36m_p1` / `h36m_p2` (SPIN-format valid_p1 / valid_p2).
+`python -m hkmr_jax.data.build`, `h36m_p1` / `h36m_p2` (SPIN-format valid_p1 / valid_p2)
+and `3dpw` (SPIN-format 3dpw/test).
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import os
@@ -27,6 +54,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -40,6 +68,10 @@ from smpl_jax import skeleton
 OCCLUDERS = ("bar", "circle", "rectangle")
 LSP_JOINTS_J24 = tuple(range(14))  # J24 slots 0..13 are the 14 LSP joints
 DOCS = (1, 2, 3, 4, 5)
+#: `invisible`'s PCK threshold as a fraction of the crop side.
+PCK_FRACTION = 0.05
+_J14 = list(skeleton.J24_TO_J14)
+_PELVIS = geometry.PELVIS_J24
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,17 +92,37 @@ class EvalContext:
     batch_size: int = 32
 
 
-def predicted_j14(out: RegressorOutput, body, h36m_regressor):
-    """The final estimate's 14 LSP joints, pelvis-centred, metres: [B, 14, 3]."""
+def predicted_vertices(out: RegressorOutput, body):
+    """The final estimate's mesh (no translation), metres: [B, V, 3]."""
     final = out.final
-    vertices = body(
+    return body(
         betas=final.betas,
         body_pose=final.rotmat[:, 1:],
         global_orient=final.rotmat[:, :1],
         pose2rot=False,
     ).vertices
+
+
+def _centred_j14_and_pelvis(vertices, h36m_regressor):
     joints, _ = geometry.j24_joints(vertices, h36m_regressor)
-    return geometry.root_centred(joints)[:, list(skeleton.J24_TO_J14)]
+    pelvis = joints[:, _PELVIS : _PELVIS + 1]
+    return (joints - pelvis)[:, _J14], pelvis
+
+
+def predicted_j14(out: RegressorOutput, body, h36m_regressor):
+    """The final estimate's 14 LSP joints, pelvis-centred, metres: [B, 14, 3]."""
+    return _centred_j14_and_pelvis(predicted_vertices(out, body), h36m_regressor)[0]
+
+
+def predicted_keypoints(out: RegressorOutput, body, h36m_regressor):
+    """The final estimate's J24 keypoints in the crop's [-1, 1] coordinates.
+
+    Returns:
+      (keypoints [B, 24, 2]: `geometry.weak_perspective` of the mesh's J24 joints with the
+      predicted camera, mask [24]: 1 on the 17 slots a mesh predicts).
+    """
+    joints, mask = geometry.j24_joints(predicted_vertices(out, body), h36m_regressor)
+    return geometry.weak_perspective(joints, out.final.camera), mask
 
 
 def _batches(source, batch_size, limit):
@@ -83,42 +135,240 @@ def _batches(source, batch_size, limit):
         yield batch, min(batch_size, n - start)
 
 
-def _errors(ctx: EvalContext, images, batch):
-    out = ctx.predict(images)
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """What `evaluate` compares.
+
+    Attributes:
+      target: (ctx, batch) → the batch's ground truth (computed outside the timed region).
+      errors: (ctx, RegressorOutput, target) → {name: per-example errors [B]}; each is
+        averaged over the examples.
+    """
+
+    target: Callable[[EvalContext, dict], Any]
+    errors: Callable[[EvalContext, RegressorOutput, Any], dict[str, jax.Array]]
+
+
+def _first_example_id(batch, bad) -> int:
+    return int(np.asarray(batch["example_id"])[np.argmax(bad)])
+
+
+def _joints_target(ctx: EvalContext, batch):
+    if "has_3d" in batch and not np.all(batch["has_3d"] > 0):
+        raise ValueError(
+            f"example {_first_example_id(batch, batch['has_3d'] <= 0)} has no 3D joints "
+            "(has_3d = 0): the joint evaluators (standard, occluded, doc_sweep) compare "
+            "with `joints_3d`; for SMPL ground truth (3DPW) use the '3dpw' evaluator."
+        )
+    return jnp.asarray(batch["joints_3d"][:, _J14, :3])
+
+
+def _joint_errors(ctx: EvalContext, out: RegressorOutput, gt):
     pred = predicted_j14(out, ctx.body, ctx.h36m_regressor)
-    gt = jnp.asarray(batch["joints_3d"][:, list(skeleton.J24_TO_J14), :3])
-    return metrics.mpjpe(pred, gt) * 1000.0, metrics.pa_mpjpe(pred, gt) * 1000.0
+    return {
+        "mpjpe_mm": metrics.mpjpe(pred, gt) * 1000.0,
+        "pa_mpjpe_mm": metrics.pa_mpjpe(pred, gt) * 1000.0,
+    }
 
 
-def evaluate(ctx: EvalContext, source, transform=None, limit=None) -> dict:
-    """MPJPE / PA-MPJPE (mm) and seconds per image on `source`.
+#: The H36M / synthetic protocol: the 14 LSP joints against `joints_3d`.
+JOINTS = Protocol(_joints_target, _joint_errors)
+
+
+def _run(protocol: Protocol, ctx: EvalContext, images, target):
+    return protocol.errors(ctx, ctx.predict(images), target)
+
+
+def evaluate(ctx: EvalContext, source, transform=None, limit=None, protocol=JOINTS) -> dict:
+    """Errors averaged over the examples (MPJPE / PA-MPJPE in mm by default) and seconds
+    per image (prediction and errors, not the ground truth) on `source`.
 
     Args:
       ctx: EvalContext.
       source: random access: `len()` and `[i] -> example dict` (docs/CONTRACT_data.md).
       transform: optional (images, batch) → images, e.g. an occluder.
       limit: evaluate the first `limit` examples only.
+      protocol: what to compare (`JOINTS`, or `smpl_protocol(...)` for 3DPW).
     """
-    mpjpe, pa, seconds, count = [], [], 0.0, 0
+    errors, seconds, count = collections.defaultdict(list), 0.0, 0
     for batch, valid in _batches(source, ctx.batch_size, limit):
         images = jnp.asarray(batch["image"])
         if transform is not None:
             images = transform(images, batch)
+        target = protocol.target(ctx, batch)
         if count == 0:  # compile outside the timed region
-            jax.block_until_ready(_errors(ctx, images, batch))
+            jax.block_until_ready(_run(protocol, ctx, images, target))
         start = time.perf_counter()
-        e, p = _errors(ctx, images, batch)
-        e, p = np.asarray(e)[:valid], np.asarray(p)[:valid]  # waits for the device
+        result = _run(protocol, ctx, images, target)
+        result = {k: np.asarray(v)[:valid] for k, v in result.items()}  # waits for the device
         seconds += time.perf_counter() - start
-        mpjpe.append(e)
-        pa.append(p)
+        for k, v in result.items():
+            errors[k].append(v)
         count += valid
-    mpjpe, pa = np.concatenate(mpjpe), np.concatenate(pa)
+    if not count:
+        raise ValueError("evaluate: the source has no examples.")
+    summary = {k: float(np.concatenate(v).mean()) for k, v in errors.items()}
+    return {**summary, "num_examples": count, "seconds_per_image": seconds / count}
+
+
+# --------------------------------------------------------------------------------- 3DPW
+
+#: Example `gender` → 0 (the run's body), 1 (male), 2 (female).
+_GENDERS = {"": 0, "m": 1, "male": 1, "f": 2, "female": 2}
+
+
+def gender_codes(batch) -> np.ndarray:
+    """[B] int: 0 no gender (the run's body), 1 male, 2 female, from `batch['gender']`
+    (str or bytes: 'm' / 'f' as in SPIN's 3DPW file, '' or no key: none)."""
+    if "gender" not in batch:
+        return np.zeros(len(batch["image"]), np.int32)
+    codes = []
+    for g, example_id in zip(batch["gender"], batch["example_id"]):
+        g = (g.decode() if isinstance(g, bytes) else str(g)).strip().lower()
+        if g not in _GENDERS:
+            raise ValueError(
+                f"example {int(example_id)}: unknown gender {g!r}; expected 'm', 'f' or ''."
+            )
+        codes.append(_GENDERS[g])
+    return np.asarray(codes, np.int32)
+
+
+def _smpl_target(ctx: EvalContext, batch, male, female):
+    has_smpl = np.asarray(batch.get("has_smpl", np.ones(len(batch["image"]))))
+    if not np.all(has_smpl > 0):
+        raise ValueError(
+            f"example {_first_example_id(batch, has_smpl <= 0)} has no SMPL ground truth "
+            "(has_smpl = 0): the '3dpw' evaluator builds the true mesh from pose / betas."
+        )
+    codes = gender_codes(batch)
+    pose, betas = jnp.asarray(batch["pose"]), jnp.asarray(batch["betas"])
+    vertices = None
+    for code, body in enumerate((ctx.body, male, female)):
+        rows = codes == code
+        if not rows.any():
+            continue
+        v = body(betas=betas, body_pose=pose[:, 3:], global_orient=pose[:, :3]).vertices
+        vertices = v if vertices is None else jnp.where(rows[:, None, None], v, vertices)
+    j14, pelvis = _centred_j14_and_pelvis(vertices, ctx.h36m_regressor)
+    return j14, vertices - pelvis
+
+
+def _smpl_errors(ctx: EvalContext, out: RegressorOutput, target):
+    gt_j14, gt_vertices = target
+    vertices = predicted_vertices(out, ctx.body)
+    pred_j14, pelvis = _centred_j14_and_pelvis(vertices, ctx.h36m_regressor)
     return {
-        "mpjpe_mm": float(mpjpe.mean()),
-        "pa_mpjpe_mm": float(pa.mean()),
+        "mpjpe_mm": metrics.mpjpe(pred_j14, gt_j14) * 1000.0,
+        "pa_mpjpe_mm": metrics.pa_mpjpe(pred_j14, gt_j14) * 1000.0,
+        "pve_mm": metrics.pve(vertices - pelvis, gt_vertices) * 1000.0,
+    }
+
+
+def smpl_protocol(male, female) -> Protocol:
+    """3DPW's protocol with these gendered models (`smpl_jax.SMPL`, same mesh as the
+    run's body): ground truth from each example's pose / betas / gender."""
+    return Protocol(lambda ctx, batch: _smpl_target(ctx, batch, male, female), _smpl_errors)
+
+
+_LOADED_BODIES: dict[str, object] = {}
+
+
+def _body(spec, ctx: EvalContext, name: str):
+    if isinstance(spec, str | os.PathLike):
+        path = os.fspath(spec)
+        if path not in _LOADED_BODIES:
+            import smpl_jax
+
+            _LOADED_BODIES[path] = smpl_jax.load(path)
+        spec = _LOADED_BODIES[path]
+    if spec.num_vertices != ctx.body.num_vertices:
+        raise ValueError(
+            f"{name} has {spec.num_vertices} vertices but the run's body has "
+            f"{ctx.body.num_vertices}: give the gendered models of the run's body (e.g. "
+            "SMPL's basicModel_m / _f files with SMPL_NEUTRAL)."
+        )
+    return spec
+
+
+def gendered_bodies(ctx: EvalContext, body_model_male=None, body_model_female=None):
+    """(male, female) models from paths or `smpl_jax.SMPL`s; neither given: the run's
+    body for both, with a printed note; only one given: ValueError."""
+    if body_model_male is None and body_model_female is None:
+        print(
+            "note: 3dpw evaluator: no body_model_male / body_model_female given; the "
+            "ground-truth meshes use the run's own body for both genders."
+        )
+        return ctx.body, ctx.body
+    if body_model_male is None or body_model_female is None:
+        raise ValueError(
+            "give both body_model_male and body_model_female (or neither, to use the "
+            "run's body for both genders)."
+        )
+    return (_body(body_model_male, ctx, "body_model_male"),
+            _body(body_model_female, ctx, "body_model_female"))  # fmt: skip
+
+
+def pw3d(ctx, source, limit=None, body_model_male=None, body_model_female=None, **_):
+    """SPIN's 3DPW protocol: MPJPE, PA-MPJPE and PVE (mm) against gendered SMPL meshes."""
+    male, female = gendered_bodies(ctx, body_model_male, body_model_female)
+    return evaluate(ctx, source, limit=limit, protocol=smpl_protocol(male, female))
+
+
+# ------------------------------------------------------------------------ invisible joints
+
+
+def joint_sets(batch) -> tuple[np.ndarray, np.ndarray]:
+    """(invisible, visible): [B, 24] bool, the annotated joints that are hidden / seen.
+
+    With a `visible` [B, 24] key: annotated = keypoint confidence > 0, split by `visible`.
+    Without: invisible = a 3D joint exists (`joints_3d[..., 3] > 0`), keypoint
+    confidence 0 and the keypoint inside the crop; visible = confidence > 0.
+    """
+    keypoints = np.asarray(batch["keypoints"])
+    labelled = keypoints[..., 2] > 0
+    if "visible" in batch:
+        seen = np.asarray(batch["visible"]) > 0
+        return labelled & ~seen, labelled & seen
+    inside = np.all(np.abs(keypoints[..., :2]) <= 1.0, axis=-1)
+    exists = np.asarray(batch["joints_3d"])[..., 3] > 0
+    return exists & ~labelled & inside, labelled
+
+
+def invisible(ctx, source, limit=None, pck_fraction=PCK_FRACTION, **_):
+    """2D error of invisible (and, for comparison, visible) joints, pixels and PCK (%).
+
+    Returns:
+      {mpjpe_px, pck, num_joints, pck_threshold_px, num_examples,
+       visible: {mpjpe_px, pck, num_joints}}; mpjpe_px and pck are None without joints.
+    """
+    sums = {"invisible": np.zeros(3), "visible": np.zeros(3)}  # distance, hits, joints
+    count, threshold = 0, None
+    for batch, valid in _batches(source, ctx.batch_size, limit):
+        images = jnp.asarray(batch["image"])
+        size = images.shape[1]  # square crops
+        threshold = pck_fraction * size
+        pred, mask = predicted_keypoints(ctx.predict(images), ctx.body, ctx.h36m_regressor)
+        gt = np.asarray(batch["keypoints"])[:valid, :, :2]
+        dist = np.linalg.norm(np.asarray(pred)[:valid] - gt, axis=-1) * (size / 2.0)
+        for name, joints in zip(("invisible", "visible"), joint_sets(batch)):
+            joints = joints[:valid] & (np.asarray(mask) > 0)
+            sums[name] += [dist[joints].sum(), (dist[joints] <= threshold).sum(), joints.sum()]
+        count += valid
+    if not count:
+        raise ValueError("invisible: the source has no examples.")
+
+    def summary(distance, hits, n):
+        return {
+            "mpjpe_px": float(distance / n) if n else None,
+            "pck": float(100.0 * hits / n) if n else None,
+            "num_joints": int(n),
+        }
+
+    return {
+        **summary(*sums["invisible"]),
+        "pck_threshold_px": threshold,
         "num_examples": count,
-        "seconds_per_image": seconds / max(count, 1),
+        "visible": summary(*sums["visible"]),
     }
 
 
@@ -165,6 +415,8 @@ EVALUATORS: dict[str, Callable] = {
     "standard": standard,
     "occluded": occluded,
     "doc_sweep": doc_sweep,
+    "3dpw": pw3d,
+    "invisible": invisible,
 }
 
 
@@ -224,16 +476,31 @@ def plot_doc_sweep(sweeps: dict[str, dict], path) -> Path:
 
 
 def format_table(results: dict[str, dict]) -> str:
-    """A plain-text table of {dataset: {'standard': ..., 'occluded': ...}} results."""
-    lines = [f"{'dataset':<14} {'setting':<10} {'MPJPE':>8} {'PA-MPJPE':>9} {'s/img':>8}"]
+    """A plain-text table of {dataset: {evaluator: result}} results (standard, occluded,
+    3dpw as rows; invisible as a line per dataset)."""
+    lines = [
+        f"{'dataset':<14} {'setting':<10} {'MPJPE':>8} {'PA-MPJPE':>9} {'PVE':>8} {'s/img':>8}"
+    ]
+    notes = []
     for dataset, result in results.items():
-        rows = []
-        if "standard" in result:
-            rows.append(("standard", result["standard"]))
+        rows = [(k, result[k]) for k in ("standard", "3dpw") if k in result]
         rows += [(k, v) for k, v in result.get("occluded", {}).items()]
         for setting, r in rows:
+            pve = f"{r['pve_mm']:>8.2f}" if "pve_mm" in r else f"{'-':>8}"
             lines.append(
                 f"{dataset:<14} {setting:<10} {r['mpjpe_mm']:>8.2f} {r['pa_mpjpe_mm']:>9.2f} "
-                f"{r['seconds_per_image']:>8.4f}"
+                f"{pve} {r['seconds_per_image']:>8.4f}"
             )
-    return "\n".join(lines)
+        if "invisible" in result:
+            notes.append(f"{dataset}: {_joints_line(result['invisible'])}")
+    return "\n".join(lines + notes)
+
+
+def _joints_line(r: dict) -> str:
+    def part(s):
+        if not s["num_joints"]:
+            return "0 joints"
+        return f"{s['num_joints']} joints, {s['mpjpe_px']:.2f} px, PCK {s['pck']:.1f} %"
+
+    return (f"invisible {part(r)}; visible {part(r['visible'])} "
+            f"(PCK within {r['pck_threshold_px']:.1f} px)")  # fmt: skip

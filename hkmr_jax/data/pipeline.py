@@ -134,7 +134,9 @@ def dataset_names() -> list[str]:
 
 
 class _SpinSource:
-    """A built SPIN-format split as contract examples (decoded on access)."""
+    """A built SPIN-format split as contract examples (decoded on access), plus the
+    record's `gender` (str [], 'm' / 'f' for 3DPW, '' otherwise: the `3dpw` evaluator's
+    ground truth needs it; the training stream keeps the contract's keys only)."""
 
     def __init__(self, name: str, split: str, data_dir):
         from hkmr_jax.data import spin_format
@@ -151,7 +153,11 @@ class _SpinSource:
         return len(self._source)
 
     def __getitem__(self, i):
-        return self._to_example(self._source[i], 0)
+        record = self._source[i]
+        example = self._to_example(record, 0)
+        gender = record.get("gender", b"")
+        example["gender"] = np.asarray(gender.decode() if isinstance(gender, bytes) else gender)
+        return example
 
 
 def make_source(name: str, split: str, data_config: Mapping):
