@@ -77,6 +77,9 @@ def base(regressor_name: str = "hkmr") -> config_dict.ConfigDict:
 
     c.body_model = config_dict.placeholder(str)  # None: the built-in body
     c.h36m_regressor = config_dict.placeholder(str)  # [17, V] .npy for body_model
+    # 3DPW's ground truth (eval.py --datasets 3dpw): SMPL_MALE.pkl / SMPL_FEMALE.pkl.
+    c.body_model_male = config_dict.placeholder(str)
+    c.body_model_female = config_dict.placeholder(str)
 
     c.data = config_dict.ConfigDict()
     c.data.datasets = [dict(name="synthetic", ratio=1.0)]
