@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from hkmr_jax import checkpoint, train_lib
+from hkmr_jax import checkpoint, prior_train, train_lib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,6 +37,9 @@ def restore(workdir, config):
 
 def test_fits_are_stored_used_and_resumed(tmp_path):
     config = spin_config()  # 6 steps of 8: half 'synthetic' (id 0), half 'synthetic_2d' (id 1)
+    # One small VAE for the three runs below (without a checkpoint each would train one).
+    prior_train.train_pose_prior(config.prior_training, tmp_path / "vae")
+    config.prior_checkpoint = str(tmp_path / "vae" / "params")
     full = train_lib.train_and_evaluate(config, tmp_path / "full")
     assert 0.0 <= full["train/fit/valid_fraction"] <= 1.0
     assert np.isfinite(full["train/fit/pixel_error"])
@@ -60,12 +63,13 @@ def test_fits_are_stored_used_and_resumed(tmp_path):
                  resumed["fits"], fits)  # fmt: skip
 
 
-def test_fitting_refuses_pose_augmentation_and_a_missing_prior(tmp_path):
+@pytest.mark.filterwarnings("ignore:config.prior='vae' without")  # an untrained VAE will do
+def test_fitting_refuses_pose_augmentation_and_a_missing_prior():
     config = spin_config()
     config.data.augment = {}
     with pytest.raises(ValueError, match=r"augment"):
-        train_lib.Trainer.create(config, workdir=tmp_path)
+        train_lib.Trainer.create(config)
     config = spin_config()
     config.prior = "none"
     with pytest.raises(ValueError, match=r"needs config\.prior='vae'"):
-        train_lib.Trainer.create(config, workdir=tmp_path)
+        train_lib.Trainer.create(config)
