@@ -172,8 +172,8 @@ def make_optimizer(config) -> tuple[optax.GradientTransformation, Callable]:
 MAX_STORED_FITS = 4_000_000
 
 
-def _fitting_setup(config, body, regressor, prior):
-    """The SMPLify fitter and the initial fit store (`config.fitting`), for `Trainer`."""
+def _fitter(config, body, regressor, prior) -> smplify.SMPLify:
+    """The SMPLify fitter of `config.fitting`, for `Trainer`."""
     fitting = config.fitting
     if config.data.get("augment") is not None:
         raise ValueError(
@@ -189,14 +189,18 @@ def _fitting_setup(config, body, regressor, prior):
             "VAE is SMPLify's pose prior); or set fitting.smplify.pose_prior to 'gmm' "
             "(with fitting.gmm_path) or 'none'."
         )
-    fitter = smplify.SMPLify.create(body, regressor, settings, vae=vae,
-                                    gmm=fitting.get("gmm_path"))  # fmt: skip
+    return smplify.SMPLify.create(body, regressor, settings, vae=vae,
+                                  gmm=fitting.get("gmm_path"))  # fmt: skip
+
+
+def _initial_fits(config) -> dict:
+    """The empty fit store (`fit_store.to_arrays` layout) of the training datasets."""
     sizes = {str(k): n for k, n in enumerate(pipeline.dataset_sizes(config))
              if n <= MAX_STORED_FITS}  # fmt: skip
     if not sizes:
-        return fitter, {}
+        return {}
     num_betas = int(config.model.mean_params.get("num_betas", 10))
-    return fitter, fit_store.to_arrays(fit_store.create(sizes, num_betas))
+    return fit_store.to_arrays(fit_store.create(sizes, num_betas))
 
 
 def discriminator_optimizer(config: Mapping) -> optax.GradientTransformation:
@@ -496,9 +500,9 @@ class Trainer:
         }
         fitting = config.get("fitting") or {}
         if fitting.get("enabled"):
-            fitter, fits = _fitting_setup(config, body, regressor, prior)
-            constants["fitter"] = fitter
-            initial["fits"] = fits
+            initial["fits"] = _initial_fits(config)
+            if with_prior:  # (not for evaluation, which needs only the state's layout)
+                constants["fitter"] = _fitter(config, body, regressor, prior)
         discriminator_graphdef = None
         if config.get("prior") == "discriminator":
             critic = pose_prior.PoseDiscriminator(rngs=nnx.Rngs(int(config.seed) + 1))

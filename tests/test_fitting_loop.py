@@ -62,6 +62,12 @@ def test_fits_are_stored_used_and_resumed(tmp_path):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
                  resumed["fits"], fits)  # fmt: skip
 
+    # Evaluation (restore_model: eval.py, the demo) needs the state's layout only: no
+    # prior, no fitter, nothing trained.
+    config.prior_checkpoint = None
+    _, step = train_lib.restore_model(config, tmp_path / "full")
+    assert step == 6 and not (tmp_path / "full" / "pose_prior").exists()
+
 
 @pytest.mark.filterwarnings("ignore:config.prior='vae' without")  # an untrained VAE will do
 def test_fitting_refuses_pose_augmentation_and_a_missing_prior():
