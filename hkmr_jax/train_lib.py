@@ -234,6 +234,16 @@ def load_pose_prior(config, workdir=None):
     path = config.get("prior_checkpoint")
     if not path and workdir is not None and config.get("prior_training") is not None:
         training = config.prior_training
+        names = {n for d in config.data.datasets for n in d["name"].split("+")}
+        if training.data.source == "synthetic" and not all(
+            n.startswith("synthetic") for n in names
+        ):
+            raise ValueError(
+                "config.prior='vae' without config.prior_checkpoint would train the prior on "
+                "the built-in synthetic poses, but this run trains on real data "
+                f"({sorted(names)}). Train one on AMASS (python train.py --config "
+                "configs/pose_prior.py:amass ...) and set config.prior_checkpoint."
+            )
         if dict(training.prior_vae) != dict(config.get("prior_vae", {})):
             raise ValueError(
                 f"config.prior_training.prior_vae {dict(training.prior_vae)} differs from "

@@ -85,6 +85,10 @@ def test_hkmr_without_prior_checkpoint_trains_one_in_the_workdir(tmp_path):
     hkmr.prior_training.prior_vae = dict(latent_dim=4, hidden_dim=32)
     with pytest.raises(ValueError, match=r"prior_training\.prior_vae"):
         train_lib.load_pose_prior(hkmr, tmp_path)
+    # Real data: a prior of the built-in poses would be silently wrong; ask for AMASS.
+    hkmr.data.datasets = [dict(name="h36m", ratio=1.0)]
+    with pytest.raises(ValueError, match=r"Train one on AMASS"):
+        train_lib.load_pose_prior(hkmr, tmp_path / "real")
 
 
 def test_bad_prior_configs_are_named(tmp_path):
