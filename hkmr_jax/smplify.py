@@ -56,6 +56,7 @@ import optax
 
 import smpl_jax
 from hkmr_jax import geometry
+from smpl_jax import io as smpl_io
 from smpl_jax import rotation, skeleton
 
 __all__ = [
@@ -348,36 +349,6 @@ def gmm_from_arrays(means, covars, weights, *, dtype=jnp.float32, source: str = 
     return GMMPrior(*(jnp.asarray(a, dtype) for a in (means, precisions, offsets)))
 
 
-class _UnsafePickleError(pickle.UnpicklingError):
-    """A pickle names a global that a GMM file never needs: refused, nothing run."""
-
-
-def _numpy_global(name):
-    from numpy._core import multiarray, numeric  # numpy ≥ 2
-
-    return {"_reconstruct": multiarray._reconstruct, "scalar": multiarray.scalar,
-            "_frombuffer": numeric._frombuffer}[name]  # fmt: skip
-
-
-def _latin1_encode(text, encoding="latin1"):
-    """Python 3 protocol-2 pickles write bytes as ``_codecs.encode(str, 'latin1')``."""
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise _UnsafePickleError("_codecs.encode is allowed only to turn str into latin-1 bytes")
-    return text.encode("latin1")
-
-
-_GMM_ALLOWED = {
-    **{(m, n): (lambda n=n: _numpy_global(n))
-       for m in ("numpy.core.multiarray", "numpy._core.multiarray")
-       for n in ("_reconstruct", "scalar")},
-    **{(m, "_frombuffer"): (lambda: _numpy_global("_frombuffer"))
-       for m in ("numpy.core.numeric", "numpy._core.numeric")},
-    ("numpy", "ndarray"): lambda: np.ndarray,
-    ("numpy", "dtype"): lambda: np.dtype,
-    ("_codecs", "encode"): lambda: _latin1_encode,
-}  # fmt: skip
-
-
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Admits numpy's array and dtype reconstructors only; refuses every other global."""
 
@@ -386,9 +357,9 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         self._path = path
 
     def find_class(self, module, name):
-        if (module, name) in _GMM_ALLOWED:
-            return _GMM_ALLOWED[(module, name)]()
-        raise _UnsafePickleError(
+        if (module, name) in smpl_io.NUMPY_PICKLE_GLOBALS:
+            return smpl_io.NUMPY_PICKLE_GLOBALS[(module, name)]()
+        raise smpl_io.UnsafePickleError(
             f"{self._path}: refusing to load global '{module}.{name}'. A GMM prior file "
             "holds only numpy arrays; this file is not one (or was tampered with), and "
             "nothing in it has been run."
@@ -415,7 +386,7 @@ def load_gmm_prior(path, dtype=jnp.float32) -> GMMPrior:
     try:
         with open(path, "rb") as f:
             raw = _NumpyOnlyUnpickler(f, path).load()
-    except _UnsafePickleError:
+    except smpl_io.UnsafePickleError:
         raise
     except (pickle.UnpicklingError, EOFError, OSError, ValueError, KeyError, TypeError,
             IndexError, AttributeError, MemoryError) as e:  # fmt: skip

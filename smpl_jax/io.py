@@ -89,12 +89,12 @@ class _CsrStandIn(_SparseStandIn):
 def _latin1_encode(text, encoding="latin1"):
     """Python 3 pickles bytes at protocol 2 as `_codecs.encode(str, 'latin1')`; allow only that."""
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise _UnsafePickleError("_codecs.encode is allowed only to turn str into latin-1 bytes")
+        raise UnsafePickleError("_codecs.encode is allowed only to turn str into latin-1 bytes")
     return text.encode("latin1")
 
 
-class _UnsafePickleError(pickle.UnpicklingError):
-    """A pickle names a global that a model file never needs: refused, nothing run."""
+class UnsafePickleError(pickle.UnpicklingError):
+    """A pickle names a global that its kind of file never needs: refused, nothing run."""
 
 
 def _numpy_global(name):
@@ -104,7 +104,10 @@ def _numpy_global(name):
             "_frombuffer": numeric._frombuffer}[name]  # fmt: skip
 
 
-_ALLOWED = {
+#: (module, name) → factory of the globals that pickled numpy arrays (and Python 3's
+#: protocol-2 bytes) need: all a pickle of plain arrays may name. Shared with
+#: `hkmr_jax.smplify`'s GMM loader.
+NUMPY_PICKLE_GLOBALS = {
     **{(m, n): (lambda n=n: _numpy_global(n))
        for m in ("numpy.core.multiarray", "numpy._core.multiarray")
        for n in ("_reconstruct", "scalar")},
@@ -112,13 +115,17 @@ _ALLOWED = {
        for m in ("numpy.core.numeric", "numpy._core.numeric")},
     ("numpy", "ndarray"): lambda: np.ndarray,
     ("numpy", "dtype"): lambda: np.dtype,
+    ("_codecs", "encode"): lambda: _latin1_encode,
+}  # fmt: skip
+
+_ALLOWED = {
+    **NUMPY_PICKLE_GLOBALS,
     ("copy_reg", "_reconstructor"): lambda: __import__("copyreg")._reconstructor,
     ("copyreg", "_reconstructor"): lambda: __import__("copyreg")._reconstructor,
     ("__builtin__", "object"): lambda: object,
     ("builtins", "object"): lambda: object,
     **{(f"scipy.sparse.{m}", "csc_matrix"): (lambda: _SparseStandIn) for m in ("csc", "_csc")},
     **{(f"scipy.sparse.{m}", "csr_matrix"): (lambda: _CsrStandIn) for m in ("csr", "_csr")},
-    ("_codecs", "encode"): lambda: _latin1_encode,
 }  # fmt: skip
 
 
@@ -132,7 +139,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return _ChumpyStandIn
         if (module, name) in _ALLOWED:
             return _ALLOWED[(module, name)]()
-        raise _UnsafePickleError(
+        raise UnsafePickleError(
             f"{self._path}: refusing to load global '{module}.{name}'. A SMPL model file "
             "holds only numpy arrays, scipy sparse matrices and chumpy arrays; this file "
             "is not one (or was tampered with), and nothing in it has been run."
@@ -172,7 +179,7 @@ def load_arrays(path) -> dict[str, np.ndarray]:
                     if key in REQUIRED_KEYS:
                         raise ValueError(f"key '{key}': {e}") from e
             return arrays
-    except (_UnsafePickleError, FileNotFoundError):
+    except (UnsafePickleError, FileNotFoundError):
         raise
     except (
         pickle.UnpicklingError, EOFError, OSError, ValueError, KeyError, TypeError,
