@@ -24,18 +24,11 @@ reprojects within SPIN's threshold (`train_lib._fit_targets`).
   augmentation yet: stored fits are not rotated/flipped to each batch's augmentation).
 """
 
-import importlib.util
 import pathlib
 
+from hkmr_jax import config_files
+
 VARIANTS = ("default", "nofit", "smoke", "paper")
-
-
-def _hkmr_config_module():
-    path = pathlib.Path(__file__).with_name("hkmr.py")
-    spec = importlib.util.spec_from_file_location("hkmr_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def get_config(arg: str | None = None, regressor_name: str = "hkmr"):
@@ -44,7 +37,9 @@ def get_config(arg: str | None = None, regressor_name: str = "hkmr"):
     if variant not in VARIANTS:
         raise ValueError(f"unknown config variant {variant!r}; choose one of {VARIANTS}.")
     base = {"nofit": "default"}.get(variant, variant)
-    c = _hkmr_config_module().get_config(base, regressor_name)
+    c = config_files.get_config(
+        pathlib.Path(__file__).with_name("hkmr.py"), base, regressor_name=regressor_name
+    )
     c.fitting.enabled = variant != "nofit"
     c.prior = "vae"  # SMPLify's pose prior (and L_KL)
     if variant == "paper":

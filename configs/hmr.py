@@ -14,19 +14,14 @@ Regressor: [Φ, Θ, β, cam] → 1024 → 1024 → residual, 3 iterations, dropo
 code) in `paper`; 256 wide in `default`, 16 in `smoke`.
 """
 
-import importlib.util
 import pathlib
 
-
-def _hkmr_config_module():
-    # Config files are loaded by path (ml_collections), not as a package: load the sibling.
-    path = pathlib.Path(__file__).with_name("hkmr.py")
-    spec = importlib.util.spec_from_file_location("hkmr_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from hkmr_jax import config_files
 
 
 def get_config(arg=None):
     """`arg`: None or 'default', 'smoke', 'paper' (see `configs/hkmr.py`)."""
-    return _hkmr_config_module().get_config(arg, regressor_name="hmr")
+    # Config files are loaded by path (ml_collections), not as a package: load the sibling.
+    return config_files.get_config(
+        pathlib.Path(__file__).with_name("hkmr.py"), arg, regressor_name="hmr"
+    )

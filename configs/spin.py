@@ -5,14 +5,12 @@ baseline of HKMR_MF. The same variants as `configs/hkmr_spin.py`:
     python train.py --config configs/spin.py:paper --workdir runs/spin_paper ...
 """
 
-import importlib.util
 import pathlib
+
+from hkmr_jax import config_files
 
 
 def get_config(arg=None):
     """`arg`: None or one of `configs/hkmr_spin.py`'s VARIANTS."""
     path = pathlib.Path(__file__).with_name("hkmr_spin.py")
-    spec = importlib.util.spec_from_file_location("hkmr_spin_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg, regressor_name="hmr")
+    return config_files.get_config(path, arg, regressor_name="hmr")

@@ -8,7 +8,6 @@ initial state saved as step 0 with the training code's `Checkpointer`, i.e. the 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -20,17 +19,14 @@ import pytest
 import trimesh
 
 import smpl_jax
-from hkmr_jax import checkpoint, demo, train_lib
+from hkmr_jax import checkpoint, config_files, demo, train_lib
 
 ROOT = Path(__file__).resolve().parents[1]
 RENDER = 48  # --render_size in these tests: small pictures, quick to draw
 
 
 def _smoke_config():
-    spec = importlib.util.spec_from_file_location("hkmr_config", ROOT / "configs" / "hkmr.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("smoke")
+    config = config_files.get_config(ROOT / "configs" / "hkmr.py", "smoke")
     config.progress_bar = False
     config.evals = []
     return config

@@ -3,24 +3,19 @@ survives a resume."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 
-from hkmr_jax import checkpoint, prior_train, train_lib
+from hkmr_jax import checkpoint, config_files, prior_train, train_lib
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def spin_config(variant="smoke"):
-    path = ROOT / "configs" / "hkmr_spin.py"
-    spec = importlib.util.spec_from_file_location("hkmr_spin_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    c = module.get_config(variant)
+    c = config_files.get_config(ROOT / "configs" / "hkmr_spin.py", variant)
     c.progress_bar = False
     c.evals = []
     return c

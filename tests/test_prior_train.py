@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 from flax import nnx
 
-from hkmr_jax import prior_train, train_lib
+from hkmr_jax import config_files, prior_train, train_lib
 from hkmr_jax.data import synthetic
 from hkmr_jax.models import pose_prior
 
@@ -17,11 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def prior_config(variant="smoke"):
-    path = ROOT / "configs" / "pose_prior.py"
-    spec = importlib.util.spec_from_file_location("pose_prior_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(variant)
+    return config_files.get_config(ROOT / "configs" / "pose_prior.py", variant)
 
 
 def test_sample_body_poses_follow_the_dataset_law():
@@ -121,7 +116,4 @@ def test_vae_trains_on_amass_files(tmp_path):
 
 
 def train_lib_config():
-    spec = importlib.util.spec_from_file_location("hkmr_config", ROOT / "configs/hkmr.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config("smoke")
+    return config_files.get_config(ROOT / "configs" / "hkmr.py", "smoke")

@@ -8,7 +8,6 @@ SIGTERM tests run in subprocesses with the HMR smoke config, which compiles fast
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -23,17 +22,14 @@ import jax
 import numpy as np
 import pytest
 
-from hkmr_jax import checkpoint, train_lib
+from hkmr_jax import checkpoint, config_files, train_lib
 from hkmr_jax.data import pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_config(name: str = "hkmr", variant: str | None = "smoke"):
-    spec = importlib.util.spec_from_file_location(f"{name}_config", ROOT / "configs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(variant)
+    return config_files.get_config(ROOT / "configs" / f"{name}.py", variant)
 
 
 def smoke_config():
@@ -260,15 +256,12 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
 
 
 _DEVICES_SCRIPT = """
-import importlib.util, json, sys
+import json, sys
 import jax, numpy as np
-from hkmr_jax import train_lib
+from hkmr_jax import config_files, train_lib
 from hkmr_jax.data import pipeline
 
-spec = importlib.util.spec_from_file_location("c", "configs/hmr.py")
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-config = module.get_config("smoke")
+config = config_files.get_config("configs/hmr.py", "smoke")
 config.model.encoder.bn_axis_name = "data"  # synchronised BN: statistics of the whole batch
 config.model.regressor.dropout = 0.0  # dropout masks differ per device by design
 config.prior, config.prior_vae = "vae", {"latent_dim": 4, "hidden_dim": 8}
