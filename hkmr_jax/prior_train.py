@@ -112,8 +112,7 @@ def _validation_metrics(vae: pose_prior.PoseVAE, poses: np.ndarray) -> dict[str,
     target = pose_prior.rotation.axis_angle_to_matrix(
         jnp.asarray(poses).reshape(len(poses), pose_prior.NUM_BODY_JOINTS, 3)
     )
-    cos = (jnp.trace(jnp.swapaxes(matrices, -1, -2) @ target, axis1=-2, axis2=-1) - 1) / 2
-    angle = jnp.degrees(jnp.arccos(jnp.clip(cos, -1.0, 1.0)))
+    angle = jnp.degrees(pose_prior.geodesic_angle(matrices, target))
     return {
         "validation/geodesic_deg": float(jnp.mean(angle)),
         "validation/kl": float(jnp.mean(pose_prior.kl_divergence(mu, logvar))),

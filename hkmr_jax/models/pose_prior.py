@@ -91,6 +91,7 @@ __all__ = [
     "PoseVAE",
     "discriminator_loss",
     "generator_loss",
+    "geodesic_angle",
     "kl_divergence",
     "load_amass_poses",
 ]
@@ -133,7 +134,7 @@ def kl_divergence(mu, logvar):
     return 0.5 * jnp.sum(mu * mu + jnp.expm1(logvar) - logvar, axis=-1)
 
 
-def _geodesic_angle(r1, r2):
+def geodesic_angle(r1, r2):
     """Angle (radians) of R1ᵀR2, [..., 3, 3] × 2 → [...]; for metrics only (not smooth at 0)."""
     cos = 0.5 * (jnp.sum(r1 * r2, axis=(-2, -1)) - 1.0)  # tr(R1ᵀR2) = Σ_ij R1_ij R2_ij
     return jnp.arccos(jnp.clip(cos, -1.0, 1.0))
@@ -281,7 +282,7 @@ class PoseVAE(nnx.Module):
         reconstruction = jnp.mean(jnp.sum((matrices - target) ** 2, axis=(-3, -2, -1)))
         kl = jnp.mean(kl_divergence(mu, logvar))
         loss = reconstruction + kl_weight * kl
-        geodesic = _geodesic_angle(jax.lax.stop_gradient(matrices), target)
+        geodesic = geodesic_angle(jax.lax.stop_gradient(matrices), target)
         metrics = {
             "loss": loss,
             "reconstruction": reconstruction,
