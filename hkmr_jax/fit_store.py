@@ -121,6 +121,15 @@ def create(sizes: Mapping[str, int], num_betas: int = 10, dtype=jnp.float32) -> 
     return FitStore(tuple(fits), tuple(sizes))
 
 
+def _addresses(store: FitStore, dataset, indices):
+    """(dataset, example indices [B]) → (dataset ids int32 [B], indices [B]); `dataset` is
+    a name, a scalar id or an id per example."""
+    indices = jnp.asarray(indices)
+    if indices.ndim != 1:
+        raise ValueError(f"indices must have shape [B], got {tuple(indices.shape)}.")
+    return _dataset_ids(store, dataset, indices.shape[0]), indices
+
+
 def _dataset_ids(store: FitStore, dataset, batch: int):
     """A name, a scalar id or an id per example → int32 [batch]."""
     if isinstance(dataset, str):
@@ -153,11 +162,8 @@ def lookup(store: FitStore, dataset, indices):
       (pose [B, 72], betas [B, NB], error [B], fitted [B] bool); zeros / +inf / False for
       ids the store does not hold.
     """
-    indices = jnp.asarray(indices)
-    if indices.ndim != 1:
-        raise ValueError(f"indices must have shape [B], got {tuple(indices.shape)}.")
+    ids, indices = _addresses(store, dataset, indices)
     batch = indices.shape[0]
-    ids = _dataset_ids(store, dataset, batch)
     first = store.fits[0] if store.fits else None
     if first is None:
         raise ValueError("the fit store holds no dataset.")
@@ -209,11 +215,8 @@ def update(
     Returns:
       The updated store (a new pytree; donate the old one under jit).
     """
-    indices = jnp.asarray(indices)
-    if indices.ndim != 1:
-        raise ValueError(f"indices must have shape [B], got {tuple(indices.shape)}.")
+    ids, indices = _addresses(store, dataset, indices)
     batch = indices.shape[0]
-    ids = _dataset_ids(store, dataset, batch)
     nb = store.fits[0].betas.shape[1] if store.fits else new_betas.shape[-1]
     new_pose = _check_rows("new_pose", new_pose, batch, 72)
     new_betas = _check_rows("new_betas", new_betas, batch, nb)
