@@ -109,16 +109,24 @@ def adversarial_loss(critic, out: RegressorOutput):
     return pose_prior.generator_loss(scores) * t
 
 
-def discriminator_loss(critic, out: RegressorOutput, batch):
+def discriminator_loss(critic, out: RegressorOutput, batch, axis_name: str | None = None):
     """The discriminator's least-squares loss: ground-truth SMPL parameters of the batch
     (where `has_smpl`; HMR uses a separate mocap set) are real, every iteration's
-    prediction (`out`, gradient stopped) is fake."""
+    prediction (`out`, gradient stopped) is fake.
+
+    The real term is a mean over the `has_smpl` examples of the whole batch. Inside a
+    `shard_map` over `axis_name`, a shard's share is normalised by the global count, so
+    that the mean over devices (`pmean`, as the step does) is that global mean, however
+    unevenly the `has_smpl` examples fall on the shards; `axis_name=None`: one shard.
+    """
     t, b = out.betas.shape[:2]
     fake = critic(out.rotmat[:, :, 1:].reshape(t * b, 23, 3, 3), out.betas.reshape(t * b, -1))
     real = critic(body_rotmat(batch["pose"])[:, 1:], batch["betas"])
     has_smpl = batch["has_smpl"].astype(real.dtype)
-    real_term = jnp.sum(has_smpl * jnp.sum((real - 1.0) ** 2, -1)) / jnp.maximum(has_smpl.sum(), 1)
-    return real_term + jnp.mean(jnp.sum(fake**2, -1))
+    real_sum, count, shards = jnp.sum(has_smpl * jnp.sum((real - 1.0) ** 2, -1)), has_smpl.sum(), 1
+    if axis_name is not None:
+        count, shards = jax.lax.psum(count, axis_name), jax.lax.axis_size(axis_name)
+    return real_sum * shards / jnp.maximum(count, 1) + jnp.mean(jnp.sum(fake**2, -1))
 
 
 def body_rotmat(pose):

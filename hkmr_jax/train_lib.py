@@ -357,7 +357,7 @@ def _per_device(spec: _StepSpec, tx, traces: list, state, batch, constants):
 
         def d_loss_fn(d_params):
             critic = nnx.merge(spec.discriminator_graphdef, d_params)
-            return losses.discriminator_loss(critic, out, batch)
+            return losses.discriminator_loss(critic, out, batch, axis_name="data")
 
         d_loss, d_grads = jax.value_and_grad(d_loss_fn)(d_state["params"])
         d_loss, d_grads = jax.lax.pmean((d_loss, d_grads), "data")

@@ -116,3 +116,35 @@ def test_adversarial_terms_hand_computed(body_and_regressor):
     np.testing.assert_allclose(real_r, losses.body_rotmat(batch["pose"])[:, 1:], atol=1e-6)
     np.testing.assert_allclose(fake_b, out.betas.reshape(6, 10))
     np.testing.assert_allclose(real_b, batch["betas"])
+
+
+def test_discriminator_real_term_is_a_global_mean_over_shards(body_and_regressor):
+    """Split over two shards with the `has_smpl` examples falling unevenly (2 and 1), the
+    mean over shards of the per-shard losses, and of their gradients, is the loss of the
+    whole batch (vmap with an axis name stands in for shard_map's 'data' axis)."""
+    body, reg = body_and_regressor
+    out, batch = _ground_truth(body, reg, b=4, t=2)
+    batch = dict(batch, has_smpl=jnp.array([1.0, 1.0, 1.0, 0.0]))
+
+    def critic(w):  # scores that differ per sample and depend on a parameter
+        return lambda rotmats, betas: w * jnp.tile(betas[:, :5], (1, 5)) + rotmats[:, 0, 0, :1]
+
+    whole = lambda w: losses.discriminator_loss(critic(w), out, batch)
+
+    def sharded(w):
+        shard = lambda x, axis: x.reshape(*x.shape[:axis], 2, 2, *x.shape[axis + 1 :])
+        out_s = jax.tree.map(lambda x: jnp.moveaxis(shard(x, 1), 1, 0), out)
+        batch_s = {k: shard(v, 0) for k, v in batch.items()}
+        per_shard = jax.vmap(
+            lambda o, b: losses.discriminator_loss(critic(w), o, b, axis_name="data"),
+            axis_name="data",
+        )(out_s, batch_s)
+        return jnp.mean(per_shard)
+
+    np.testing.assert_allclose(sharded(0.7), whole(0.7), rtol=1e-6)
+    np.testing.assert_allclose(jax.grad(sharded)(0.7), jax.grad(whole)(0.7), rtol=1e-5)
+    # Normalising each shard by its own count (the old rule) would give another value.
+    halves = [(jax.tree.map(lambda x, i=i: x[:, i : i + 2], out),
+               {k: v[i : i + 2] for k, v in batch.items()}) for i in (0, 2)]  # fmt: skip
+    local = np.mean([losses.discriminator_loss(critic(0.7), o, b) for o, b in halves])
+    assert abs(float(local) - float(whole(0.7))) > 1e-3
