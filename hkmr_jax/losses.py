@@ -2,11 +2,13 @@
 
 L = Σ_t λ_smpl L_smpl^t + λ_3D L_3D^t + λ_2D L_2D^t + λ_KL L_KL^t
 
-* L_smpl: squared error of pose and shape where `has_smpl`. The pose term compares
-  rotation matrices (as SPIN does) rather than axis-angle vectors, which are ambiguous
-  (θ and θ − 2π·θ/|θ| are the same rotation); the shape term compares betas.
+* L_smpl: squared error of pose and shape, a mean over the examples with `has_smpl`.
+  The pose term compares rotation matrices (as SPIN does) rather than axis-angle
+  vectors, which are ambiguous (θ and θ − 2π·θ/|θ| are the same rotation); the shape
+  term compares betas.
 * L_3D: L1 between predicted and ground-truth root-centred 3D joints (paper: L1), over
-  the J24 slots the data labels (confidence-weighted) where `has_3d`.
+  the J24 slots the data labels (confidence-weighted), a mean over the examples with
+  `has_3d`.
 * L_2D: L1 between weak-perspective projections s·Π(X) + ρ of the predicted joints and
   the 2D keypoints, confidence-weighted.
 * L_KL: KL(q(z|Θ̂) ‖ N(0, I)) from the frozen VAE encoder (a function passed in), or
@@ -14,7 +16,9 @@ L = Σ_t λ_smpl L_smpl^t + λ_3D L_3D^t + λ_2D L_2D^t + λ_KL L_KL^t
 
 Predicted J24 joints come from the predicted mesh through a 17-joint Human3.6M regressor
 (SPIN's J24 slots for those 17 joints; `geometry.j24_joints`). Every term is a mean over
-its entries, as in SPIN, so the weights do not depend on batch size.
+its entries, as in SPIN, so the weights do not depend on batch size: L_smpl and L_3D over
+the entries of the examples that have those labels (SPIN selects them first), L_2D over
+all examples (keypoint confidence weights it), L_KL over all predictions.
 """
 
 from __future__ import annotations
@@ -50,9 +54,25 @@ def _weighted_mean(error, weight):
     return jnp.mean(error * weight)
 
 
+def _mean_over_valid(error, weight, valid, axis_name=None):
+    """Mean of error · weight over the entries of the examples with `valid` = 1 only, as
+    SPIN's L_smpl and L_3D (which select those examples first); 0 without any.
+
+    error, weight: [T, B, ...]; valid: [B] of 0/1. Written as the mean over all entries
+    times (examples / valid examples), a factor of exactly 1 when every example is valid.
+    Inside a `shard_map` over `axis_name` both counts are global, so the mean over
+    devices of the shards' values is the global batch's value however unevenly the
+    valid examples fall on the shards.
+    """
+    size, count = jnp.asarray(valid.size, valid.dtype), jnp.sum(valid)
+    if axis_name is not None:
+        size, count = jax.lax.psum((size, count), axis_name)
+    return _weighted_mean(error, weight) * (size / jnp.maximum(count, 1))
+
+
 def regressor_loss(
     out: RegressorOutput, batch, body, h36m_regressor, weights: LossWeights,
-    prior_kl: Callable | None = None,
+    prior_kl: Callable | None = None, axis_name: str | None = None,
 ):  # fmt: skip
     """Eq. 3 for a batch.
 
@@ -64,6 +84,8 @@ def regressor_loss(
       h36m_regressor: [17, V].
       weights: `LossWeights`.
       prior_kl: pose [N, 69] → [N] KL of the frozen VAE encoder, or None.
+      axis_name: the data-parallel axis when called per shard inside `shard_map`: the
+        counts of valid examples that L_smpl and L_3D divide by are then global.
 
     Returns:
       (loss scalar, metrics: dict of per-term scalars summed over T).
@@ -78,14 +100,16 @@ def regressor_loss(
     has_smpl = batch["has_smpl"].astype(out.betas.dtype)
     gt_rotmat = body_rotmat(batch["pose"])
     pose_err = jnp.square(out.rotmat - gt_rotmat[None])  # [T, B, 24, 3, 3]
-    l_pose = _weighted_mean(pose_err, has_smpl[None, :, None, None, None]) * t
+    l_pose = _mean_over_valid(pose_err, has_smpl[None, :, None, None, None], has_smpl,
+                              axis_name) * t  # fmt: skip
     betas_err = jnp.square(out.betas - batch["betas"][None])
-    l_betas = _weighted_mean(betas_err, has_smpl[None, :, None]) * t
+    l_betas = _mean_over_valid(betas_err, has_smpl[None, :, None], has_smpl, axis_name) * t
 
-    conf3d = batch["joints_3d"][..., 3] * batch["has_3d"][:, None] * mask  # [B, 24]
+    has_3d = batch["has_3d"].astype(out.betas.dtype)
+    conf3d = batch["joints_3d"][..., 3] * has_3d[:, None] * mask  # [B, 24]
     gt3d = geometry.root_centred(batch["joints_3d"][..., :3])
     err3d = jnp.abs(geometry.root_centred(joints) - gt3d[None])
-    l_3d = _weighted_mean(err3d, conf3d[None, :, :, None]) * t
+    l_3d = _mean_over_valid(err3d, conf3d[None, :, :, None], has_3d, axis_name) * t
 
     keypoints = geometry.weak_perspective(joints, out.camera)  # [T, B, 24, 2]
     conf2d = batch["keypoints"][..., 2] * mask

@@ -327,8 +327,9 @@ def _per_device(spec: _StepSpec, tx, traces: list, state, batch, constants):
                                             jax.lax.stop_gradient(out).final, batch,
                                             float(fitting["threshold"]))  # fmt: skip
         loss, terms = losses.regressor_loss(
-            out, targets, constants["body"], constants["h36m_regressor"], weights, prior_kl
-        )
+            out, targets, constants["body"], constants["h36m_regressor"], weights, prior_kl,
+            axis_name="data",
+        )  # fmt: skip
         if discriminator:  # HMR's adversarial prior: the regressor's term
             critic = nnx.merge(spec.discriminator_graphdef, state["discriminator"]["params"])
             terms["adversarial"] = losses.adversarial_loss(critic, out)
@@ -339,8 +340,9 @@ def _per_device(spec: _StepSpec, tx, traces: list, state, batch, constants):
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     (loss, ((terms, batch_stats, new_rest, fit_aux), out)), grads = grad_fn(state["params"])
-    # Every shard has the same size and each loss term is a mean over its entries, so the
-    # mean over devices is the loss (and the gradient) of the global batch.
+    # Every shard has the same size and each loss term is a mean over its entries (the
+    # terms over valid examples only divide by global counts), so the mean over devices
+    # is the loss (and the gradient) of the global batch.
     loss, terms, grads, batch_stats = jax.lax.pmean((loss, terms, grads, batch_stats), "data")
     new_rest = jax.tree.map(lambda new, old: old if _is_key(old) else new,
                             new_rest, state["rest"])  # fmt: skip

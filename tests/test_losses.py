@@ -89,6 +89,40 @@ def test_masks_and_prior_and_gradients(body_and_regressor):
     assert bool(losses.is_finite(grad)) and float(jnp.abs(grad).sum()) > 0
 
 
+def test_smpl_and_3d_terms_average_over_labelled_examples_only(body_and_regressor):
+    """SPIN's normalisation: L_smpl over the `has_smpl` examples, L_3D over the `has_3d`
+    ones, so an example without labels does not dilute them; sharded (vmap with an axis
+    name standing in for shard_map), the counts are global."""
+    body, reg = body_and_regressor
+    out, batch = _ground_truth(body, reg, b=4)
+    w = losses.LossWeights()
+    # Betas 0.5 off on every example; only example 0 has SMPL labels: 0.25 per entry, × T.
+    partial = dict(batch, has_smpl=jnp.array([1.0, 0.0, 0.0, 0.0]))
+    _, terms = losses.regressor_loss(out._replace(betas=out.betas + 0.5), partial, body, reg, w)
+    np.testing.assert_allclose(terms["smpl_betas"], 0.25 * 2, rtol=1e-6)
+    # A wrong elbow on every example; L_3D with only example 2 labelled = L_3D of example 2.
+    wrong = out._replace(rotmat=out.rotmat.at[:, :, 18].set(jnp.eye(3)))
+    only_2 = dict(batch, has_3d=jnp.array([0.0, 0.0, 1.0, 0.0]))
+    _, terms = losses.regressor_loss(wrong, only_2, body, reg, w)
+    alone = jax.tree.map(lambda x: x[:, 2:3], wrong)
+    _, terms_alone = losses.regressor_loss(alone, {k: v[2:3] for k, v in batch.items()},
+                                           body, reg, w)  # fmt: skip
+    assert float(terms_alone["joints_3d"]) > 1e-3
+    np.testing.assert_allclose(terms["joints_3d"], terms_alone["joints_3d"], rtol=1e-5)
+
+    mixed = dict(batch, has_smpl=jnp.array([1.0, 1.0, 1.0, 0.0]),
+                 has_3d=jnp.array([0.0, 1.0, 0.0, 0.0]))  # fmt: skip
+    shard = lambda x, axis: x.reshape(*x.shape[:axis], 2, 2, *x.shape[axis + 1 :])
+    wrong_s = jax.tree.map(lambda x: jnp.moveaxis(shard(x, 1), 1, 0), wrong)
+    per_shard = jax.vmap(
+        lambda o, b: losses.regressor_loss(o, b, body, reg, w, axis_name="data")[1],
+        axis_name="data",
+    )(wrong_s, {k: shard(v, 0) for k, v in mixed.items()})
+    _, whole = losses.regressor_loss(wrong, mixed, body, reg, w)
+    for name in ("smpl_pose", "joints_3d", "keypoints"):
+        np.testing.assert_allclose(jnp.mean(per_shard[name]), whole[name], rtol=1e-5)
+
+
 def test_adversarial_terms_hand_computed(body_and_regressor):
     """HMR's least-squares terms with critics of known output (25 scores per sample)."""
     body, reg = body_and_regressor
