@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.sparse
+from pickle_payloads import Payload
 
 import smpl_jax
 from smpl_jax.io import load_arrays, model_from_arrays
@@ -233,24 +234,16 @@ def test_load_pickle_without_chumpy_with_modern_scipy_sparse(tmp_path, smpl_arra
 # Malicious pickles: refused before anything runs
 
 
-class _Payload:
-    def __init__(self, func, *args):
-        self.func, self.args = func, args
-
-    def __reduce__(self):
-        return self.func, self.args
-
-
 def _payloads(marker):
     """name → (object whose unpickling runs a command, the global's name in protocols 2, 5).
 
     Protocol 2 writes Python 2 names (pickle's fix_imports): __builtin__, commands."""
     system = f"{os.system.__module__}.system"  # posix.system on Linux
     return {
-        "os.system": (_Payload(os.system, f"touch {marker}"), (system, system)),
-        "builtins.eval": (_Payload(eval, f"open({str(marker)!r}, 'w').close()"),
+        "os.system": (Payload(os.system, f"touch {marker}"), (system, system)),
+        "builtins.eval": (Payload(eval, f"open({str(marker)!r}, 'w').close()"),
                           ("__builtin__.eval", "builtins.eval")),
-        "subprocess.Popen": (_Payload(subprocess.Popen, ["touch", str(marker)]),
+        "subprocess.Popen": (Payload(subprocess.Popen, ["touch", str(marker)]),
                              ("commands.Popen", "subprocess.Popen")),
     }  # fmt: skip
 
@@ -289,7 +282,7 @@ def test_malicious_payloads_are_live(tmp_path):
 def test_malicious_global_inside_a_chumpy_object_is_refused(tmp_path, smpl_arrays):
     marker = tmp_path / "pwned"
     content = chumpy_dict(smpl_arrays(seed=4, num_vertices=20))
-    content["v_template"].label = _Payload(os.system, f"touch {marker}")
+    content["v_template"].label = Payload(os.system, f"touch {marker}")
     path = tmp_path / "model.pkl"
     path.write_bytes(python2_pickle(content))
     with pytest.raises(pickle.UnpicklingError, match=r"system"):

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from pickle_payloads import Payload
 
 from hkmr_jax import geometry, metrics, smplify
 from hkmr_jax.data import synthetic as synthetic_data
@@ -268,19 +269,11 @@ def test_gmm_prior_bad_files(tmp_path):
         smplify.load_gmm_prior(not_pd)
 
 
-class _Payload:
-    def __init__(self, func, *args):
-        self.func, self.args = func, args
-
-    def __reduce__(self):
-        return self.func, self.args
-
-
 @pytest.mark.parametrize("protocol", [2, 5])
 def test_malicious_gmm_pickle_is_refused(tmp_path, protocol):
     marker = tmp_path / "pwned"
     content = dict(_random_gmm(np.random.default_rng(3), m=2, d=4),
-                   extra=_Payload(os.system, f"touch {marker}"))  # fmt: skip
+                   extra=Payload(os.system, f"touch {marker}"))  # fmt: skip
     path = tmp_path / "gmm_08.pkl"
     path.write_bytes(pickle.dumps(content, protocol=protocol))
     with pytest.raises(pickle.UnpicklingError, match="refusing") as info:
