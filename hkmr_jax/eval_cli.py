@@ -1,7 +1,7 @@
 """`hkmr-eval` / `python eval.py`: evaluate a trained run (flax examples style).
 
     hkmr-eval --config configs/hkmr.py --workdir runs/hkmr \\
-        [--datasets synthetic,h36m_p1,h36m_p2,3dpw] \\
+        [--datasets synthetic,h36m_p1,h36m_p2,3dpw,mpii] \\
         [--evaluators standard,occluded,doc_sweep,3dpw,invisible] \\
         [--body_model_male M.pkl --body_model_female F.pkl] [--step N] [--limit N]
 
@@ -9,6 +9,11 @@ Restores the latest readable checkpoint (or `--step`), evaluates every dataset w
 evaluator (`hkmr_jax.eval_lib`; without `--evaluators`, each dataset's defaults:
 `DEFAULT_EVALUATORS`), writes `WORKDIR/eval/<dataset>.json` (schema in the README) and
 `WORKDIR/eval/<dataset>_doc_sweep.png`, and prints a table.
+
+`mpii` is SPIN's MPII file (its only MPII split, SPIN's training people: MPII's test
+annotations are not public), built with MPII's visibility flags
+(`python -m hkmr_jax.data.build --dataset mpii --mpii_annotations ...`); its default
+evaluator is `invisible` (paper Table 4 right).
 
 The `3dpw` evaluator's gendered SMPL models come from `--body_model_male` /
 `--body_model_female` (else the config's fields of those names, if it has them); without
@@ -23,15 +28,18 @@ from ml_collections import config_flags
 FLAGS = flags.FLAGS
 
 #: Evaluation dataset name → (pipeline dataset, split). Human3.6M: SPIN's protocols.
+#: MPII: SPIN's only MPII file, its training people (MPII's test labels are not public).
 DATASETS = {
     "synthetic": ("synthetic", "test"),
     "h36m_p1": ("h36m", "valid_p1"),
     "h36m_p2": ("h36m", "valid_p2"),
     "3dpw": ("3dpw", "test"),
+    "mpii": ("mpii", "train"),
 }
 
-#: Evaluators run when `--evaluators` is not given (3DPW has SMPL ground truth only).
-DEFAULT_EVALUATORS = {"3dpw": ("3dpw",)}
+#: Evaluators run when `--evaluators` is not given (3DPW has SMPL ground truth only,
+#: MPII 2D keypoints with visibility flags only).
+DEFAULT_EVALUATORS = {"3dpw": ("3dpw",), "mpii": ("invisible",)}
 _DEFAULT_EVALUATORS = ("standard", "occluded")
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -41,7 +49,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "The run's directory (checkpoint
 _DATASETS = flags.DEFINE_list("datasets", ["synthetic"], f"Any of {sorted(DATASETS)}.")
 _EVALUATORS = flags.DEFINE_list(
     "evaluators", None, "Any of standard, occluded, doc_sweep, 3dpw, invisible (default: "
-    "standard,occluded; 3dpw for the 3dpw dataset)."
+    "standard,occluded; 3dpw for the 3dpw dataset; invisible for mpii)."
 )  # fmt: skip
 _MALE = flags.DEFINE_string("body_model_male", None, "Male SMPL .pkl/.npz (3dpw evaluator).")
 _FEMALE = flags.DEFINE_string("body_model_female", None, "Female SMPL .pkl/.npz (3dpw).")

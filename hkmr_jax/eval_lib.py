@@ -40,8 +40,9 @@ Evaluators (`EVALUATORS`, selected by `config.evals` entries `{'name': ..., ...}
   these labels lack); their number; and the same for the visible joints.
 
 Datasets: `synthetic` (the built-in test split) and, once built with
-`python -m hkmr_jax.data.build`, `h36m_p1` / `h36m_p2` (SPIN-format valid_p1 / valid_p2)
-and `3dpw` (SPIN-format 3dpw/test).
+`python -m hkmr_jax.data.build`, `h36m_p1` / `h36m_p2` (SPIN-format valid_p1 / valid_p2),
+`3dpw` (SPIN-format 3dpw/test) and `mpii` (SPIN-format mpii/train, built with
+`--mpii_annotations` for its `visible` flags: the `invisible` evaluator's real data).
 """
 
 from __future__ import annotations
@@ -320,14 +321,29 @@ def pw3d(ctx, source, limit=None, body_model_male=None, body_model_female=None, 
 def joint_sets(batch) -> tuple[np.ndarray, np.ndarray]:
     """(invisible, visible): [B, 24] bool, the annotated joints that are hidden / seen.
 
-    With a `visible` [B, 24] key: annotated = keypoint confidence > 0, split by `visible`.
-    Without: invisible = a 3D joint exists (`joints_3d[..., 3] > 0`), keypoint
-    confidence 0 and the keypoint inside the crop; visible = confidence > 0.
+    With a `visible` [B, 24] key: annotated = keypoint confidence > 0, split by `visible`
+    (an annotated joint with `visible` < 0, unknown, raises a ValueError: an MPII split
+    built without MPII's annotation file). Without: invisible = a 3D joint exists
+    (`joints_3d[..., 3] > 0`), keypoint confidence 0 and the keypoint inside the crop;
+    visible = confidence > 0.
     """
     keypoints = np.asarray(batch["keypoints"])
     labelled = keypoints[..., 2] > 0
     if "visible" in batch:
-        seen = np.asarray(batch["visible"]) > 0
+        flags = np.asarray(batch["visible"])
+        unknown = labelled & (flags < 0)
+        if unknown.any():
+            row = int(np.argmax(unknown.any(axis=-1)))
+            ids = batch.get("example_id")
+            example = f"example {int(ids[row])}" if ids is not None else f"batch row {row}"
+            raise ValueError(
+                f"{example} has annotated joints of unknown visibility (visible = "
+                "-1): its dataset was built without MPII's annotation file. Rebuild it with "
+                "the flags: delete its folder, then python -m hkmr_jax.data.build --dataset "
+                "mpii --mpii_annotations <path>/mpii_human_pose_v1_u12_1.mat --manual_dir "
+                "... --data_dir ..."
+            )
+        seen = flags > 0
         return labelled & ~seen, labelled & seen
     inside = np.all(np.abs(keypoints[..., :2]) <= 1.0, axis=-1)
     exists = np.asarray(batch["joints_3d"])[..., 3] > 0

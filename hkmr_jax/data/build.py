@@ -2,9 +2,14 @@
 
     python -m hkmr_jax.data.build --dataset h36m --manual_dir ~/spin_data \\
         --data_dir ~/tensorflow_datasets [--splits valid_p1,valid_p2] [--num_workers 8]
+    python -m hkmr_jax.data.build --dataset mpii --manual_dir ~/spin_data \\
+        --data_dir ~/tensorflow_datasets \\
+        --mpii_annotations ~/mpii/mpii_human_pose_v1_u12_1.mat
 
 `manual_dir` holds SPIN's `dataset_extras/*.npz` and the image folders; run with
-`--layout` to print the layout every dataset expects. The result is read with
+`--layout` to print the layout every dataset expects. `--mpii_annotations` (mpii only)
+adds MPII's per-joint visibility flags (`hkmr_jax.data.mpii_visibility`), which the
+`invisible` evaluator (paper Table 4 right) needs. The result is read with
 `hkmr_jax.data.spin_format.load_split(name, split, data_dir)`.
 """
 
@@ -31,6 +36,10 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--num_workers", type=int, default=None, help="image threads (default: CPU count)"
     )
+    parser.add_argument(
+        "--mpii_annotations",
+        help="mpii only: MPII's mpii_human_pose_v1_u12_1.mat, for the visibility flags",
+    )
     parser.add_argument("--layout", action="store_true", help="print the expected layout")
     args = parser.parse_args(argv)
     if args.layout:
@@ -51,8 +60,9 @@ def main(argv=None) -> int:
             splits=splits,
             num_workers=args.num_workers,
             progress=True,
+            mpii_annotations=args.mpii_annotations,
         )
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     counts = ", ".join(f"{s}: {i.num_examples}" for s, i in builder.info.splits.items())

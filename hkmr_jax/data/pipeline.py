@@ -136,7 +136,8 @@ def dataset_names() -> list[str]:
 class _SpinSource:
     """A built SPIN-format split as contract examples (decoded on access), plus the
     record's `gender` (str [], 'm' / 'f' for 3DPW, '' otherwise: the `3dpw` evaluator's
-    ground truth needs it; the training stream keeps the contract's keys only)."""
+    ground truth needs it) and, for MPII, `visible` [24] (the `invisible` evaluator's
+    flags); the training stream keeps the contract's keys only."""
 
     def __init__(self, name: str, split: str, data_dir):
         from hkmr_jax.data import spin_format

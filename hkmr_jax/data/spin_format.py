@@ -28,6 +28,14 @@ Stored record (one per row of the npz, in the npz's order, so `source[i]` has
 | `center`, `scale` | float32 [2], [] | the box, source pixels and side / 200 |
 | `gender` | bytes | b'm', b'f' (3DPW) or b'' when the file has none |
 | `example_id` | int64 [] | row in the npz |
+| `visible` | float32 [24] | mpii only: 1 visible, 0 hidden or not annotated; -1 unknown |
+
+MPII's visibility flags (paper Table 4 right, "MPII invisible joints") are not in SPIN's
+file; `build("mpii", ..., mpii_annotations=".../mpii_human_pose_v1_u12_1.mat")` (CLI:
+`--mpii_annotations`) matches every row to its person in MPII's own annotation file and
+stores them (`hkmr_jax.data.mpii_visibility` documents the matching rule); built
+without that file, `visible` is -1 (unknown). The mpii config is version 1.1.0 (the
+others 1.0.0), as its records have this extra feature.
 
 Keys a file lacks get SPIN's defaults (its `BaseDataset`): zeros for `part`,
 `openpose`, `S`, `pose`, `shape`; `has_smpl` is 1 when the file has `pose` and `shape`
@@ -61,6 +69,7 @@ import PIL.Image
 import tensorflow_datasets as tfds
 import tqdm
 
+from hkmr_jax.data import mpii_visibility
 from smpl_jax import skeleton
 
 #: Side of the stored crops, pixels (SPIN's `constants.IMG_RES`).
@@ -73,6 +82,12 @@ TFDS_NAME = "spin_format"
 EXTRAS_DIR = "dataset_extras"
 
 _PELVIS = skeleton.J24_NAMES.index("pelvis")
+
+#: Datasets whose records carry `visible` [24], and the version of their config (its
+#: feature set differs from the others').
+VISIBILITY_DATASETS: dict[str, str] = {"mpii": "1.1.0"}
+#: `visible` of a dataset built without the annotation file that gives it.
+UNKNOWN_VISIBILITY = -1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -416,9 +431,11 @@ def encode_jpeg(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
 
 
 def make_record(records: Mapping[str, np.ndarray], i: int, image: np.ndarray) -> dict:
-    """The stored record of row `i` of a `read_npz` result, given its source image."""
+    """The stored record of row `i` of a `read_npz` result, given its source image
+    (with `visible` when `records` has it)."""
     center, scale = records["center"][i], records["scale"][i]
     crop = np.clip(np.rint(crop_image(image, center, scale)), 0, 255).astype(np.uint8)
+    extra = {"visible": records["visible"][i]} if "visible" in records else {}
     return {
         "image": encode_jpeg(crop),
         "keypoints": normalize_keypoints(records["part"][i], center, scale),
@@ -432,6 +449,7 @@ def make_record(records: Mapping[str, np.ndarray], i: int, image: np.ndarray) ->
         "scale": scale,
         "gender": records["gender"][i],
         "example_id": i,
+        **extra,
     }
 
 
@@ -468,8 +486,11 @@ def _manual_instructions() -> str:
     )
 
 
-def _features() -> tfds.features.FeaturesDict:
+def _features(name: str) -> tfds.features.FeaturesDict:
     f32 = np.float32
+    extra = {}
+    if name in VISIBILITY_DATASETS:
+        extra["visible"] = tfds.features.Tensor(shape=(24,), dtype=f32)
     return tfds.features.FeaturesDict(
         {
             # Encoded here with PIL (TFDS would need TensorFlow to encode arrays itself);
@@ -486,6 +507,7 @@ def _features() -> tfds.features.FeaturesDict:
             "scale": tfds.features.Scalar(dtype=f32),
             "gender": tfds.features.Text(),
             "example_id": tfds.features.Scalar(dtype=np.int64),
+            **extra,
         }
     )
 
@@ -499,14 +521,19 @@ class SpinFormat(tfds.core.GeneratorBasedBuilder):
         and building again.
       num_workers: threads that decode, crop and encode images (≤ 1: none).
       progress: show a progress bar per split.
+      mpii_annotations: MPII's `mpii_human_pose_v1_u12_1.mat`, for the `mpii` config's
+        `visible` (without it: -1, unknown).
     """
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES: ClassVar[dict[str, str]] = {
-        "1.0.0": "224 × 224 JPEG crops, keypoints normalised to [-1, 1]."
+        "1.0.0": "224 × 224 JPEG crops, keypoints normalised to [-1, 1].",
+        "1.1.0": "mpii: adds `visible` [24], MPII's visibility flags.",
     }
     BUILDER_CONFIGS: ClassVar[list[tfds.core.BuilderConfig]] = [
-        tfds.core.BuilderConfig(name=n, description=f"{n}: splits {', '.join(t)}")
+        tfds.core.BuilderConfig(
+            name=n, description=f"{n}: splits {', '.join(t)}", version=VISIBILITY_DATASETS.get(n)
+        )
         for n, t in DATASETS.items()
     ]
     MANUAL_DOWNLOAD_INSTRUCTIONS = _manual_instructions()
@@ -517,11 +544,14 @@ class SpinFormat(tfds.core.GeneratorBasedBuilder):
         splits: Sequence[str] | None = None,
         num_workers: int = 0,
         progress: bool = False,
+        mpii_annotations=None,
         **kwargs,
     ):
         self._splits = splits
         self._num_workers = num_workers
         self._progress = progress
+        self._mpii_annotations = mpii_annotations
+        self._mpii_people = None  # read once, on first use, for all splits
         self._records: dict[str, tuple[pathlib.Path, dict]] = {}
         super().__init__(**kwargs)
 
@@ -534,7 +564,7 @@ class SpinFormat(tfds.core.GeneratorBasedBuilder):
                 "Person crops and labels from SPIN's preprocessed dataset files "
                 "(Kolotouros et al., ICCV 2019), cropped as SPIN does."
             ),
-            features=_features(),
+            features=_features(self.builder_config.name),
             homepage="https://github.com/nkolot/SPIN",
             # Rows keep the npz's order: source[i] is row i, as evaluation expects.
             disable_shuffling=True,
@@ -547,8 +577,10 @@ class SpinFormat(tfds.core.GeneratorBasedBuilder):
           split → (npz path, `read_npz` result); cached on the builder.
 
         Raises:
-          FileNotFoundError: `manual_dir`, an npz file or images are missing (named).
-          ValueError: an npz is corrupt or malformed (named).
+          FileNotFoundError: `manual_dir`, an npz file, images or the MPII annotation
+            file are missing (named).
+          ValueError: an npz is corrupt or malformed, or (mpii) a row does not match
+            MPII's annotations (named).
         """
         name = self.builder_config.name
         manual_dir = pathlib.Path(manual_dir).expanduser()
@@ -562,8 +594,19 @@ class SpinFormat(tfds.core.GeneratorBasedBuilder):
             path = find_npz(name, split, manual_dir)
             records = read_npz(path)
             check_images(records, manual_dir / DATASETS[name][split].image_root, path)
+            if name in VISIBILITY_DATASETS:
+                records["visible"] = self._visibility(records, path)
             self._records[split] = (path, records)
         return self._records
+
+    def _visibility(self, records, npz_path) -> np.ndarray:
+        """`visible` [N, 24] of an MPII split: from the annotation file, else unknown."""
+        if self._mpii_annotations is None:
+            return np.full((len(records["imgname"]), 24), UNKNOWN_VISIBILITY, np.float32)
+        if self._mpii_people is None:
+            self._mpii_people = mpii_visibility.read_annotations(self._mpii_annotations)
+        source = f"{npz_path} (matched against {self._mpii_annotations})"
+        return mpii_visibility.spin_visibility(records, self._mpii_people, source=source)
 
     def _split_generators(self, dl_manager):
         try:
@@ -611,6 +654,7 @@ def build(
     splits: Sequence[str] | None = None,
     num_workers: int | None = None,
     progress: bool = False,
+    mpii_annotations=None,
 ) -> SpinFormat:
     """Build `spin_format/<name>` into `data_dir` (array_record files).
 
@@ -623,22 +667,34 @@ def build(
       name: a key of `DATASETS`.
       manual_dir: folder laid out as `expected_layout(name)` says.
       data_dir: TFDS data directory; the result goes to
-        `data_dir/spin_format/<name>/1.0.0/`.
+        `data_dir/spin_format/<name>/<version>/` (1.1.0 for mpii, 1.0.0 for the others).
       splits: subset of the dataset's splits to build (default: all).
       num_workers: image threads (default: the number of CPUs).
       progress: show progress bars.
+      mpii_annotations: `mpii` only: MPII's `mpii_human_pose_v1_u12_1.mat`, whose
+        visibility flags become the records' `visible` (without it, -1: unknown).
 
     Returns:
       The builder (`.as_data_source(split)` reads it). A version already built is
       reused as it is.
+
+    Raises:
+      FileExistsError: the version is built, but without a requested split, or without
+        the visibility flags that `mpii_annotations` asks for.
     """
     splits = _check_splits(name, splits)
+    if mpii_annotations is not None and name not in VISIBILITY_DATASETS:
+        raise ValueError(
+            f"mpii_annotations (MPII's visibility flags) applies to dataset 'mpii' only, "
+            f"not {name!r}."
+        )
     builder = SpinFormat(
         config=name,
         data_dir=os.fspath(pathlib.Path(data_dir).expanduser()),
         splits=splits,
         num_workers=(os.cpu_count() or 1) if num_workers is None else num_workers,
         progress=progress,
+        mpii_annotations=mpii_annotations,
     )
     if _is_built(builder):
         absent = [s for s in splits if s not in builder.info.splits]
@@ -648,6 +704,14 @@ def build(
                 "cannot add splits to a built version. Delete that folder and build again "
                 "with every split you need."
             )
+        if mpii_annotations is not None:
+            unknown = [s for s in splits if _visibility_unknown(builder, s)]
+            if unknown:
+                raise FileExistsError(
+                    f"{builder.data_dir} is already built without MPII's visibility flags "
+                    f"(split(s) {unknown}); delete that folder and build again with "
+                    "mpii_annotations."
+                )
         return builder
     manual_dir = pathlib.Path(manual_dir).expanduser()
     builder.load_sources(manual_dir)
@@ -656,6 +720,11 @@ def build(
         download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir)),
     )
     return builder
+
+
+def _visibility_unknown(builder: SpinFormat, split: str) -> bool:
+    source = builder.as_data_source(split)
+    return len(source) > 0 and bool(np.all(source[0]["visible"] == UNKNOWN_VISIBILITY))
 
 
 def load_split(name: str, split: str, data_dir):
@@ -694,7 +763,9 @@ def to_example(record: Mapping[str, np.ndarray], dataset_id: int) -> dict[str, n
 
     `joints_3d` is `S` centred on the pelvis (J24 slot 14) when the pelvis is labelled
     (SPIN's files are already root-centred, so this changes nothing there), with
-    unlabelled joints zeroed; `has_3d` is 1 when any joint is labelled.
+    unlabelled joints zeroed; `has_3d` is 1 when any joint is labelled. Records with
+    `visible` (mpii) keep it: the `invisible` evaluator reads it (-1, unknown, makes it
+    raise).
 
     Args:
       record: a record from `load_split(...)[i]` (or `make_record` with a decoded image).
@@ -703,13 +774,16 @@ def to_example(record: Mapping[str, np.ndarray], dataset_id: int) -> dict[str, n
     Returns:
       dict of numpy arrays: image uint8 [224, 224, 3], keypoints [24, 3], joints_3d
       [24, 4], pose [72], betas [10], has_smpl [], has_3d [], dataset_id int32 [],
-      example_id int64 [].
+      example_id int64 [], and visible float32 [24] when the record has it.
     """
     joints = np.array(record["S"], np.float32).reshape(24, 4)
     labelled = joints[:, 3] > 0
     if labelled[_PELVIS]:
         joints[:, :3] -= joints[_PELVIS, :3]
     joints[~labelled] = 0.0
+    extra = {}
+    if "visible" in record:
+        extra["visible"] = np.asarray(record["visible"], np.float32).reshape(24)
     return {
         "image": np.asarray(record["image"], np.uint8),
         "keypoints": np.asarray(record["keypoints"], np.float32).reshape(24, 3),
@@ -720,4 +794,5 @@ def to_example(record: Mapping[str, np.ndarray], dataset_id: int) -> dict[str, n
         "has_3d": np.asarray(labelled.any(), np.float32),
         "dataset_id": np.asarray(dataset_id, np.int32),
         "example_id": np.asarray(record["example_id"], np.int64),
+        **extra,
     }
