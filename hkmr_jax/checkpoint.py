@@ -52,7 +52,10 @@ class Checkpointer:
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep, create=True, enable_async_checkpointing=async_save
         )
-        self._manager = ocp.CheckpointManager(self.directory, options=options)
+        # The handler is named so that `saved_structure` can read a step's metadata.
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=options, item_handlers=ocp.StandardCheckpointHandler()
+        )
 
     def steps(self) -> list[int]:
         """Saved steps, oldest first."""
@@ -61,6 +64,17 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         steps = self.steps()
         return steps[-1] if steps else None
+
+    def saved_structure(self, step: int | None = None):
+        """The tree a step holds (default: the newest) as `jax.ShapeDtypeStruct`s, read
+        from its metadata without loading arrays; None if there is no checkpoint. For
+        parts of a state whose shapes only the saved run knows (e.g. the fit store)."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            return None
+        metadata = self._manager.item_metadata(step)
+        return jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype),
+                            dict(metadata))  # fmt: skip
 
     def save(self, step: int, state, *, force: bool = True) -> bool:
         """Save `state` as `step` (a no-op returning False if that step already exists)."""

@@ -50,6 +50,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 from flax import nnx
@@ -892,15 +893,41 @@ def _summary(results, start, signum, workdir):
     print("\n".join(lines), flush=True)
 
 
+def _saved_structure(ckpt: checkpoint_lib.Checkpointer, step: int | None) -> dict:
+    """The saved state's structure from `step`, or from the newest step whose metadata
+    reads (a run's steps share it); {} if none does (restoring then reports why)."""
+    for candidate in [step] if step is not None else ckpt.steps()[::-1]:
+        try:
+            return ckpt.saved_structure(candidate)
+        except Exception:  # a damaged or missing step: restore() says so, with the fix
+            continue
+    return {}
+
+
 def restore_model(config, workdir, step: int | None = None) -> tuple[nnx.Module, int]:
     """The model of a run's checkpoint (latest readable one, or `step`), in eval mode.
 
-    For evaluation programs: `model(normalize_images(images))` → RegressorOutput.
+    For evaluation programs: `model(normalize_images(images))` → RegressorOutput. Needs
+    neither the pose prior nor, for a run with SMPLify in the loop, its training data: the
+    fit store's layout is read from the checkpoint.
     """
-    trainer = Trainer.create(config, make_mesh(jax.devices()[:1]), with_prior=False)
+    fitting = bool((config.get("fitting") or {}).get("enabled"))
+    if fitting:  # without fitting, Trainer.create does not size the store from the data
+        config = ml_collections.ConfigDict(_config_dict(config))
+        config.fitting.enabled = False
+    mesh = make_mesh(jax.devices()[:1])
+    trainer = Trainer.create(config, mesh, with_prior=False)
     ckpt = checkpoint_lib.Checkpointer(Path(workdir).expanduser().absolute() / "checkpoints")
     try:
-        restored = ckpt.restore(checkpoint_lib.abstract_like(trainer.init_state()), step)
+        target = checkpoint_lib.abstract_like(trainer.init_state())
+        if fitting and ckpt.latest_step() is not None:
+            saved = _saved_structure(ckpt, step)
+            replicated = NamedSharding(mesh, P())
+            target["fits"] = jax.tree.map(
+                lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
+                saved.get("fits", {}),
+            )
+        restored = ckpt.restore(target, step)
     finally:
         ckpt.close()
     if restored is None:

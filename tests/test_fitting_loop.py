@@ -8,8 +8,10 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 from hkmr_jax import checkpoint, config_files, prior_train, train_lib
+from hkmr_jax.data import pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,10 +60,17 @@ def test_fits_are_stored_used_and_resumed(tmp_path):
                  resumed["fits"], fits)  # fmt: skip
 
     # Evaluation (restore_model: eval.py, the demo) needs the state's layout only: no
-    # prior, no fitter, nothing trained.
+    # prior, no fitter, nothing trained, and not the training data (the store's layout
+    # comes from the checkpoint: here the data config names a dataset that is not there).
     config.prior_checkpoint = None
-    _, step = train_lib.restore_model(config, tmp_path / "full")
+    config.data.datasets = [dict(name="coco", ratio=1.0)]
+    config.data.data_dir = str(tmp_path / "no_data_here")
+    with pytest.raises(Exception, match="coco"):
+        pipeline.dataset_sizes(config)
+    model, step = train_lib.restore_model(config, tmp_path / "full")
     assert step == 6 and not (tmp_path / "full" / "pose_prior").exists()
+    restored_params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    jax.tree.map(np.testing.assert_array_equal, restored_params, jax.device_get(state["params"]))
 
 
 @pytest.mark.filterwarnings("ignore:config.prior='vae' without")  # an untrained VAE will do
