@@ -20,8 +20,8 @@ reprojects within SPIN's threshold (`train_lib._fit_targets`).
 
 * smoke — tiny, for tests.
 
-* paper — `configs/hkmr.py:paper` with fitting on and SPIN's 100 steps (no
-  augmentation yet: stored fits are not rotated/flipped to each batch's augmentation).
+* paper — `configs/hkmr.py:paper` with fitting on and SPIN's 100 steps, and SPIN's
+  augmentation (stored fits follow each batch's rotation and flip, as SPIN's FitsDict).
 """
 
 import pathlib
@@ -43,7 +43,6 @@ def get_config(arg: str | None = None, regressor_name: str = "hkmr"):
     c.fitting.enabled = variant != "nofit"
     c.prior = "vae"  # SMPLify's pose prior (and L_KL)
     if variant == "paper":
-        c.data.augment = None
         return c
     c.data.datasets = [dict(name="synthetic", ratio=0.5), dict(name="synthetic_2d", ratio=0.5)]
     if variant == "smoke":

@@ -25,9 +25,14 @@ Under `jit`, donate the store (it is large: SPIN's datasets hold ~500k examples 
 floats) so that the update happens in place.
 
 Checkpointing: `to_arrays` gives a nested dict of arrays for orbax (or anything else);
-`from_arrays` rebuilds the store. Poses are in the example's original (un-augmented)
-frame, as in SPIN: flipping / rotating them to and from a batch's augmentation is the
-caller's business.
+`from_arrays` rebuilds the store.
+
+Frames: stored poses are in the example's original (un-augmented) frame, as in SPIN.
+`to_batch_frame` moves looked-up poses into a batch's augmentation (SPIN's
+``FitsDict.__getitem__``: rotate, then flip) and `to_original_frame` moves a batch's
+fits back before `update` (``FitsDict.__setitem__``: un-flip, then rotate by −rot); they
+are exact inverses and agree with the NumPy label transform of
+`hkmr_jax.data.augment` (`augment.transform_pose`). Betas need no transform.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from smpl_jax import rotation, skeleton
+
 __all__ = [
     "SMPLIFY_THRESHOLD",
     "DatasetFits",
@@ -52,6 +59,8 @@ __all__ = [
     "select_targets",
     "set_fits",
     "to_arrays",
+    "to_batch_frame",
+    "to_original_frame",
     "update",
 ]
 
@@ -300,6 +309,65 @@ def select_targets(
     betas = jnp.where(has[:, None], gt_betas, fit_betas)
     valid = (jnp.asarray(fit_error) < threshold) | has
     return pose, betas, valid
+
+
+_SMPL_FLIP = np.asarray(skeleton.FLIP_PERMUTATION)
+
+
+def _check_pose(pose):
+    pose = jnp.asarray(pose)
+    if pose.ndim < 1 or pose.shape[-1] != 72:
+        raise ValueError(f"pose must be SMPL axis-angle [..., 72], got {tuple(pose.shape)}.")
+    return pose
+
+
+def _rotate(pose, rotation_deg):
+    """Global orientation ← R_z(−rot) · R_global (SPIN's `rot_aa` / `rotate_pose`), via
+    unit quaternions; rows with rot = 0 are returned unchanged (as `augment.rotate_pose`)."""
+    rot = jnp.broadcast_to(jnp.asarray(rotation_deg, pose.dtype), pose.shape[:-1])
+    half = -jnp.deg2rad(rot) / 2
+    c, s = jnp.cos(half), jnp.sin(half)
+    w, x, y, z = jnp.moveaxis(rotation.axis_angle_to_quaternion(pose[..., :3]), -1, 0)
+    # (c, 0, 0, s) ⊗ (w, x, y, z): the z rotation composed on the left.
+    q = jnp.stack([c * w - s * z, c * x - s * y, c * y + s * x, c * z + s * w], axis=-1)
+    turned = jnp.where((rot == 0)[..., None], pose[..., :3], rotation.quaternion_to_axis_angle(q))
+    return jnp.concatenate([turned, pose[..., 3:]], axis=-1)
+
+
+def _flip(pose, flip):
+    """Where `flip`: SPIN's `flip_pose` (left/right joints swapped, axis-angle y and z
+    negated: the rotations mirrored in x). An involution."""
+    flip = jnp.broadcast_to(jnp.asarray(flip) > 0, pose.shape[:-1])
+    joints = pose.reshape(*pose.shape[:-1], 24, 3)
+    mirrored = joints[..., _SMPL_FLIP, :] * jnp.asarray([1, -1, -1], pose.dtype)
+    return jnp.where(flip[..., None], mirrored.reshape(pose.shape), pose)
+
+
+def to_batch_frame(pose, rotation_deg, flip):
+    """Stored poses (the examples' original frame) → the frame of a batch's augmentation
+    (SPIN's ``FitsDict.__getitem__``): rotate the global orientation by the batch's
+    rotation, then flip where the example was flipped; the pose labels of
+    `hkmr_jax.data.augment` undergo the same (`augment.transform_pose`).
+
+    Args:
+      pose: [..., 72] SMPL axis-angle, global orientation first.
+      rotation_deg: [...] (or a scalar) SPIN's `rot`, degrees (the batch's
+        `augment_rotation`).
+      flip: [...] (or a scalar) bool or 0/1 (the batch's `augment_flip`).
+
+    Returns:
+      [..., 72]; `to_original_frame` undoes it.
+    """
+    pose = _check_pose(pose)
+    return _flip(_rotate(pose, rotation_deg), flip)
+
+
+def to_original_frame(pose, rotation_deg, flip):
+    """Poses in a batch's augmented frame (e.g. this batch's SMPLify fits) → the examples'
+    original frame, for `update` (SPIN's ``FitsDict.__setitem__``): un-flip, then rotate
+    by −rot. The inverse of `to_batch_frame` (same arguments)."""
+    pose = _check_pose(pose)
+    return _rotate(_flip(pose, flip), -jnp.asarray(rotation_deg, pose.dtype))
 
 
 def set_fits(store: FitStore, dataset: str | int, pose, betas, error=None) -> FitStore:

@@ -174,14 +174,10 @@ MAX_STORED_FITS = 4_000_000
 
 
 def _fitter(config, body, regressor, prior) -> smplify.SMPLify:
-    """The SMPLify fitter of `config.fitting`, for `Trainer`."""
+    """The SMPLify fitter of `config.fitting`, for `Trainer`. Works with
+    `config.data.augment`: the step moves stored fits to and from each batch's
+    augmentation (`_fit_targets`)."""
     fitting = config.fitting
-    if config.data.get("augment") is not None:
-        raise ValueError(
-            "config.fitting.enabled with config.data.augment: stored fits are kept in the "
-            "examples' original frame and the step does not yet rotate/flip them to each "
-            "batch's augmentation (SPIN does). Set config.data.augment=None."
-        )
     settings = smplify.SMPLifyConfig(**dict(fitting.smplify))
     vae = prior if settings.pose_prior == "vae" else None
     if settings.pose_prior == "vae" and vae is None:
@@ -393,11 +389,21 @@ def _fit_targets(fitter, fits, final: RegressorOutput, batch, threshold: float):
     of the two is kept in the store and, where its error is below `threshold`, is the
     pose/shape target (the ground truth where `has_smpl`).
 
+    Frames (SPIN's `FitsDict`): the store holds poses in the examples' original frame,
+    while this batch's keypoints, labels and new fits are in its augmented frame (the
+    batch's `augment_rotation` / `augment_flip`; taken as 0 when absent). Stored poses
+    are moved into the batch's frame (`fit_store.to_batch_frame`) before they are
+    re-scored and used as targets, and new fits back (`fit_store.to_original_frame`)
+    before they are stored.
+
     Returns:
       (batch with `pose`, `betas`, `has_smpl` replaced by the targets and their validity,
       (the updated store, metrics)).
     """
     ids, indices, keypoints = batch["dataset_id"], batch["example_id"], batch["keypoints"]
+    no_augment = jnp.zeros(ids.shape, keypoints.dtype)
+    rot = batch.get(pipeline.AUGMENT_ROTATION, no_augment)
+    flip = batch.get(pipeline.AUGMENT_FLIP, no_augment)
     new = fitter.fit_from_regressor(final, keypoints)
     if fits:
         # Datasets without stored fits (streams) have no arrays (orbax cannot save empty
@@ -407,9 +413,11 @@ def _fit_targets(fitter, fits, final: RegressorOutput, batch, threshold: float):
         ))  # fmt: skip
         store = fit_store.from_arrays({**empty, **fits}, tuple(empty))
         old_pose, old_betas, _, fitted = fit_store.lookup(store, ids, indices)
+        old_pose = fit_store.to_batch_frame(old_pose, rot, flip)
         old_error = fitter.refit_error(old_pose, old_betas, keypoints)
         old_error = jnp.where(fitted, old_error, jnp.inf)
-        store = fit_store.update(store, ids, indices, new.pose, new.betas,
+        store = fit_store.update(store, ids, indices,
+                                 fit_store.to_original_frame(new.pose, rot, flip), new.betas,
                                  new.reprojection_error, current_error=old_error,
                                  axis_name="data")  # fmt: skip
         fits = {k: v for k, v in fit_store.to_arrays(store).items() if k in fits}

@@ -210,3 +210,89 @@ def test_arrays_round_trip_through_a_checkpoint(tmp_path, store):
     assert back.names == store.names
     with pytest.raises(KeyError, match="'lsp'"):
         fit_store.from_arrays(arrays, ["coco", "lsp"])
+
+
+# --- frames: stored fits follow each batch's augmentation (SPIN's FitsDict) ---------------
+
+
+def _matrices(pose):
+    """[..., 72] axis-angle → [..., 24, 3, 3] float64 rotation matrices (independent of
+    the code under test: scipy-free Rodrigues in NumPy)."""
+    r = np.asarray(pose, np.float64).reshape(*np.shape(pose)[:-1], 24, 3)
+    theta = np.linalg.norm(r, axis=-1, keepdims=True)
+    k = r / np.where(theta > 1e-12, theta, 1.0)
+    zero = np.zeros_like(k[..., 0])
+    kx = np.stack([
+        np.stack([zero, -k[..., 2], k[..., 1]], -1),
+        np.stack([k[..., 2], zero, -k[..., 0]], -1),
+        np.stack([-k[..., 1], k[..., 0], zero], -1),
+    ], -2)  # fmt: skip
+    theta = theta[..., None]
+    return np.eye(3) + np.sin(theta) * kx + (1 - np.cos(theta)) * (kx @ kx)
+
+
+def _random_poses(rng, n):
+    """Poses with global orientations of every angle up to π (SPIN's camera frame is full
+    of ~180° ones) and small body rotations."""
+    pose = rng.normal(0, 0.4, (n, 72))
+    axis = rng.normal(size=(n, 3))
+    angle = np.concatenate([[0.0, np.pi - 1e-3, 3.0], rng.uniform(0, np.pi, n - 3)])
+    pose[:, :3] = axis / np.linalg.norm(axis, axis=1, keepdims=True) * angle[:, None]
+    return pose.astype(np.float32)
+
+
+def test_frames_agree_with_the_numpy_augmentation_and_invert():
+    from hkmr_jax.data import augment
+
+    rng = np.random.default_rng(7)
+    n = 48
+    pose = _random_poses(rng, n)
+    rot = rng.uniform(-60, 60, n).astype(np.float32)
+    rot[::5] = 0.0  # SPIN leaves 60% unrotated
+    flip = (rng.uniform(size=n) < 0.5).astype(np.float32)
+    flip[:2] = (0.0, 1.0)
+    to_batch = jax.jit(fit_store.to_batch_frame)
+    to_original = jax.jit(fit_store.to_original_frame)
+    batch = np.asarray(to_batch(pose, rot, flip))
+    expected = np.stack([
+        augment.transform_pose(pose[i], augment.AugmentParams(bool(flip[i]), float(rot[i])))
+        for i in range(n)
+    ])  # fmt: skip
+    np.testing.assert_allclose(_matrices(batch), _matrices(expected), atol=1e-5)
+    # Body joints are permuted and sign-flipped only: exact.
+    np.testing.assert_array_equal(batch[:, 3:], expected[:, 3:])
+    # The way back, and the way there again: exact inverses (as rotations).
+    back = np.asarray(to_original(batch, rot, flip))
+    np.testing.assert_allclose(_matrices(back), _matrices(pose), atol=1e-5)
+    np.testing.assert_array_equal(back[:, 3:], pose[:, 3:])
+    again = np.asarray(to_batch(to_original(pose, rot, flip), rot, flip))
+    np.testing.assert_allclose(_matrices(again), _matrices(pose), atol=1e-5)
+    # No augmentation leaves poses bit-identical (unaugmented batches do not disturb fits).
+    unmoved = np.asarray(to_batch(pose, np.zeros(n, np.float32), np.zeros(n, np.float32)))
+    np.testing.assert_array_equal(unmoved, pose)
+    # Something did move: a flip is not the identity.
+    assert not np.allclose(_matrices(batch[flip > 0]), _matrices(pose[flip > 0]), atol=1e-2)
+    # Scalars broadcast over the batch.
+    np.testing.assert_array_equal(
+        to_batch(pose[:3], 30.0, True), to_batch(pose[:3], [30.0] * 3, [1, 1, 1])
+    )
+    with pytest.raises(ValueError, match=r"\[\.\.\., 72\]"):
+        fit_store.to_batch_frame(pose[:, :69], rot, flip)
+
+
+def test_frames_match_augment_end_to_end():
+    """The pose labels `augment.augment` makes for an example (random draws) are the
+    example's pose moved by `to_batch_frame` with the draw's rotation and flip."""
+    from hkmr_jax.data import augment
+
+    rng = np.random.default_rng(11)
+    pose = _random_poses(rng, 24)
+    seen = set()
+    for i, p in enumerate(pose):
+        example = {"pose": p, "betas": np.zeros(10, np.float32)}
+        params = augment.sample_params(np.random.default_rng(i))
+        out = augment.augment(example, np.random.default_rng(i))
+        got = np.asarray(fit_store.to_batch_frame(p[None], params.rotation, params.flip))[0]
+        np.testing.assert_allclose(_matrices(got), _matrices(out["pose"]), atol=1e-5)
+        seen.add((params.flip, params.rotation != 0))
+    assert seen == {(False, False), (False, True), (True, False), (True, True)}

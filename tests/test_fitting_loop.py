@@ -1,17 +1,23 @@
-"""SMPLify in the training loop (configs/hkmr_spin.py): the store fills, supervises, and
-survives a resume."""
+"""SMPLify in the training loop (configs/hkmr_spin.py): the store fills, supervises,
+survives a resume, and follows each batch's augmentation (SPIN's FitsDict)."""
 
 from __future__ import annotations
 
+import itertools
+import types
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from jax.sharding import PartitionSpec as P
 
-from hkmr_jax import checkpoint, config_files, prior_train, train_lib
-from hkmr_jax.data import pipeline
+from hkmr_jax import checkpoint, config_files, fit_store, prior_train, smplify, train_lib
+from hkmr_jax.data import augment, pipeline, synthetic
+from hkmr_jax.data.augment import AugmentParams
+from smpl_jax import rotation
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,12 +80,166 @@ def test_fits_are_stored_used_and_resumed(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:config.prior='vae' without")  # an untrained VAE will do
-def test_fitting_refuses_pose_augmentation_and_a_missing_prior():
-    config = spin_config()
-    config.data.augment = {}
-    with pytest.raises(ValueError, match=r"augment"):
-        train_lib.Trainer.create(config)
+def test_fitting_refuses_a_missing_prior():
     config = spin_config()
     config.prior = "none"
     with pytest.raises(ValueError, match=r"needs config\.prior='vae'"):
         train_lib.Trainer.create(config)
+
+
+# --- stored fits follow each batch's augmentation (SPIN's FitsDict) -----------------------
+
+
+def _as_matrices(pose):
+    return np.asarray(rotation.axis_angle_to_matrix(jnp.asarray(pose).reshape(-1, 24, 3)))
+
+
+class _FakeFitter:
+    """SMPLify as `_fit_targets` uses it, with set answers: this batch's new fits (in the
+    batch's frame) and their errors; re-scoring a stored fit gives 10 for the pose
+    `expected_old` (in the batch's frame) and grows fast away from it."""
+
+    def __init__(self, new_pose, new_betas, new_error, expected_old):
+        self.new_pose, self.new_betas, self.new_error = new_pose, new_betas, new_error
+        self.expected_old = expected_old
+
+    def fit_from_regressor(self, final, keypoints):
+        del final, keypoints
+        return types.SimpleNamespace(
+            pose=jnp.asarray(self.new_pose), betas=jnp.asarray(self.new_betas),
+            reprojection_error=jnp.asarray(self.new_error),
+            pixel_error=jnp.zeros(len(self.new_error)),
+        )  # fmt: skip
+
+    def refit_error(self, pose, betas, keypoints):
+        del betas, keypoints
+        got = rotation.axis_angle_to_matrix(pose.reshape(-1, 24, 3))
+        want = rotation.axis_angle_to_matrix(jnp.asarray(self.expected_old).reshape(-1, 24, 3))
+        return 10.0 + 1e4 * jnp.sum((got - want) ** 2, axis=(1, 2, 3))
+
+
+def _fit_targets_on_one_device(fitter, fits, batch, threshold=100.0):
+    mesh = train_lib.make_mesh(jax.devices()[:1])
+    step = jax.shard_map(
+        lambda f, b: train_lib._fit_targets(fitter, f, None, b, threshold),
+        mesh=mesh, in_specs=(P(), P()), out_specs=P(), check_vma=False,
+    )  # fmt: skip
+    return jax.device_get(jax.jit(step)(fits, batch))
+
+
+def test_stored_fits_are_moved_to_and_from_the_batch_frame():
+    rng = np.random.default_rng(0)
+    stored_pose = rng.normal(0, 0.3, 72).astype(np.float32)
+    stored_pose[:3] = (2.5, 0.3, -0.4)  # a camera-frame-like global orientation
+    stored_betas = rng.normal(0, 1, 10).astype(np.float32)
+    store = fit_store.create({"0": 5})
+    store = fit_store.update(store, 0, jnp.array([2]), stored_pose[None], stored_betas[None],
+                             jnp.array([30.0]))  # fmt: skip
+    fits = fit_store.to_arrays(store)
+    # Example 2 (stored) and example 3 (no fit yet), both flipped and rotated in this batch.
+    a = AugmentParams(flip=True, rotation=30.0)
+    b = AugmentParams(flip=True, rotation=-25.0)
+    batch = {
+        "dataset_id": np.zeros(2, np.int32),
+        "example_id": np.array([2, 3], np.int64),
+        "keypoints": np.zeros((2, 24, 3), np.float32),
+        "pose": np.zeros((2, 72), np.float32),
+        "betas": np.zeros((2, 10), np.float32),
+        "has_smpl": np.zeros(2, np.float32),
+        pipeline.AUGMENT_ROTATION: np.array([a.rotation, b.rotation], np.float32),
+        pipeline.AUGMENT_FLIP: np.array([a.flip, b.flip], np.float32),
+    }
+    # The stored fit as this batch sees it: the augmentation's label transform of it.
+    expected_old = augment.transform_pose(stored_pose, a)
+    new_pose = rng.normal(0, 0.3, (2, 72)).astype(np.float32)  # this batch's fits
+    new_betas = rng.normal(0, 1, (2, 10)).astype(np.float32)
+    fitter = _FakeFitter(new_pose, new_betas, np.array([50.0, 20.0], np.float32),
+                         np.stack([expected_old, expected_old]))  # fmt: skip
+    targets, (out, metrics) = _fit_targets_on_one_device(fitter, fits, batch)
+
+    # Example 2: re-scored in the batch's frame (10, beating the new fit's 50), so the
+    # target is the stored fit flipped and rotated like the batch's labels; the store
+    # keeps it as it was.
+    np.testing.assert_allclose(_as_matrices(targets["pose"][0]), _as_matrices(expected_old),
+                               atol=1e-5)  # fmt: skip
+    np.testing.assert_array_equal(targets["betas"][0], stored_betas)
+    np.testing.assert_array_equal(out["0"]["pose"][2], stored_pose)
+    assert float(out["0"]["error"][2]) == 30.0
+    # Example 3: the new fit (batch frame) is the target, and is stored un-flipped and
+    # un-rotated: SPIN's inverse (flip back, then rotate by −rot) of the batch's pose.
+    np.testing.assert_array_equal(targets["pose"][1], new_pose[1])
+    np.testing.assert_array_equal(targets["has_smpl"], [1.0, 1.0])
+    stored_new = out["0"]["pose"][3]
+    spin_inverse = augment.rotate_pose(augment.flip_pose(new_pose[1]), -b.rotation)
+    np.testing.assert_allclose(_as_matrices(stored_new), _as_matrices(spin_inverse), atol=1e-5)
+    np.testing.assert_array_equal(out["0"]["betas"][3], new_betas[1])
+    assert bool(out["0"]["fitted"][3]) and float(out["0"]["error"][3]) == 20.0
+    # Read back in another batch's frame (rotated, not flipped): the original-frame fit
+    # moved by that augmentation, not the flipped pose it was made as.
+    other = AugmentParams(flip=False, rotation=10.0)
+    read = fit_store.to_batch_frame(stored_new[None], other.rotation, other.flip)
+    np.testing.assert_allclose(_as_matrices(read),
+                               _as_matrices(augment.transform_pose(spin_inverse, other)),
+                               atol=1e-5)  # fmt: skip
+    assert not np.allclose(_as_matrices(stored_new), _as_matrices(new_pose[1]), atol=1e-2)
+    assert float(metrics["fit/improved_fraction"]) == 0.5
+
+    # Without the augmentation keys (a hand-made batch) nothing is moved: the stored fit
+    # is then re-scored as it is and loses to the new one.
+    plain = {k: v for k, v in batch.items() if k not in pipeline.AUGMENT_KEYS}
+    targets, (out, _) = _fit_targets_on_one_device(fitter, fits, plain)
+    np.testing.assert_array_equal(targets["pose"], new_pose)
+    np.testing.assert_array_equal(out["0"]["pose"][2:4], new_pose)
+
+
+def test_moved_fits_reproject_onto_the_augmented_keypoints():
+    """With SMPLify's own re-scoring (built-in body): a person's true pose, stored in the
+    original frame and moved to a flipped / rotated / scaled batch's frame, fits that
+    batch's augmented keypoints as well as it fits the original ones; not moved, it
+    does not."""
+    body, regressor = train_lib.load_body(spin_config())
+    fitter = smplify.SMPLify.create(body, regressor, smplify.SMPLifyConfig(pose_prior="none"))
+    source = synthetic.SyntheticDataset(split="train", size=64, seed=0)
+    examples = [source[i] for i in range(6)]
+    rng = np.random.default_rng(0)
+    params = [
+        AugmentParams(flip=bool(i % 2), rotation=float(rng.choice([-1, 1]) * rng.uniform(20, 50)),
+                      scale=1.1)
+        for i in range(6)
+    ]  # fmt: skip
+    augmented = [augment.apply_params(e, p) for e, p in zip(examples, params)]
+    pose, betas = (np.stack([e[k] for e in examples]) for k in ("pose", "betas"))
+    keypoints = np.stack([e["keypoints"] for e in examples])
+    moved_keypoints = np.stack([e["keypoints"] for e in augmented])
+    rot = np.array([p.rotation for p in params], np.float32)
+    flip = np.array([p.flip for p in params], np.float32)
+    original = np.asarray(fitter.refit_error(pose, betas, keypoints))
+    moved = np.asarray(
+        fitter.refit_error(fit_store.to_batch_frame(pose, rot, flip), betas, moved_keypoints)
+    )
+    unmoved = np.asarray(fitter.refit_error(pose, betas, moved_keypoints))
+    assert np.all(original < 1.0)  # the labels are exact: a near-perfect fit
+    np.testing.assert_allclose(moved, original, atol=0.5)
+    assert np.all(unmoved > 20.0), unmoved
+
+
+@pytest.mark.filterwarnings("ignore:config.prior='vae' without")  # an untrained VAE will do
+def test_fitting_trains_with_augmentation(tmp_path):
+    config = spin_config()  # batches of 8, half of them 2D-only people with stored fits
+    config.data.augment = {}  # SPIN's: flips and rotations of the examples with fits
+    # An untrained VAE. The step program is the first test's (compiled once per process:
+    # neither the prior's values nor the augmentation are part of it).
+    config.prior_training = None
+    steps = 3
+    batches = itertools.islice(pipeline.train_iterator(config, 0, process_index=0,
+                                                       process_count=1), steps)  # fmt: skip
+    flips = np.concatenate([b[pipeline.AUGMENT_FLIP] for b in batches])
+    assert 0 < np.mean(flips) < 1  # the run below sees flipped and unflipped examples
+    results = train_lib.train_and_evaluate(config, tmp_path / "aug", stop_after=steps)
+    assert results["step"] == steps and np.isfinite(results["train/loss"])
+    assert np.isfinite(results["train/fit/pixel_error"])
+    _, state = restore(tmp_path / "aug", config)
+    fits = jax.device_get(state["fits"]["1"])
+    assert fits["fitted"].any()
+    assert np.all(np.isfinite(fits["pose"])) and np.all(np.isfinite(fits["betas"]))
+    assert np.all(np.isfinite(fits["error"][fits["fitted"]]))

@@ -29,7 +29,10 @@ Config fields read here (`config.data`, see `configs/hkmr.py`):
   SPIN's defaults), `num_threads` and `prefetch` (examples read ahead in threads).
 
 Every example is reduced to the keys of docs/CONTRACT_data.md (`CONTRACT_KEYS`), with
-`dataset_id` = the dataset's position in the expanded `datasets` list.
+`dataset_id` = the dataset's position in the expanded `datasets` list, plus the
+augmentation it received (`AUGMENT_KEYS`: SPIN's `rot_angle` and `is_flipped`; zeros
+when augmentation is off), which the training step needs to move stored SMPLify fits
+(kept in the example's original frame) to and from the batch's frame.
 """
 
 from __future__ import annotations
@@ -48,6 +51,14 @@ CONTRACT_KEYS = (
     "image", "keypoints", "joints_3d", "pose", "betas", "has_smpl", "has_3d", "dataset_id",
     "example_id",
 )  # fmt: skip
+
+#: The augmentation each training example received (`augment.AugmentParams`): float32 []
+#: rotation in degrees (SPIN's `rot_angle`) and float32 [] flip, 0 or 1 (SPIN's
+#: `is_flipped`); both 0 for an example that was not augmented. The training stream
+#: carries them besides `CONTRACT_KEYS`, so every batch has the same keys.
+AUGMENT_ROTATION = "augment_rotation"
+AUGMENT_FLIP = "augment_flip"
+AUGMENT_KEYS = (AUGMENT_ROTATION, AUGMENT_FLIP)
 
 #: Sources at least this long are i.i.d. streams that no run exhausts (the synthetic train
 #: split): they are read in index order, not shuffled (the synthetic set renders blocks of
@@ -226,7 +237,8 @@ def _seed(*parts: int) -> int:
 
 
 class _ToContract:
-    """Keep the contract's keys and stamp the dataset's id (a picklable grain map)."""
+    """A picklable grain map: keep the contract's keys, stamp the dataset's id, and mark
+    the example as not augmented (`AUGMENT_KEYS` zero; `_Augment` overwrites them)."""
 
     def __init__(self, dataset_id: int):
         self.dataset_id = np.int32(dataset_id)
@@ -237,18 +249,27 @@ class _ToContract:
             raise KeyError(f"example lacks contract key(s) {missing} (docs/CONTRACT_data.md).")
         out = {k: np.asarray(example[k]) for k in CONTRACT_KEYS if k != "dataset_id"}
         out["dataset_id"] = np.asarray(self.dataset_id)
+        for key in AUGMENT_KEYS:
+            out[key] = np.zeros((), np.float32)
         return out
 
 
 class _Augment:
+    """`augment.augment` (the same draw for the same generator), recording the drawn
+    rotation and flip in `AUGMENT_KEYS`."""
+
     def __init__(self, augment_config):
         from hkmr_jax.data import augment
 
-        self._augment = augment.augment
+        self._sample, self._apply = augment.sample_params, augment.apply_params
         self._config = augment.AugmentConfig.from_mapping(augment_config)
 
     def __call__(self, example, rng: np.random.Generator):
-        return self._augment(example, rng, self._config)
+        params = self._sample(rng, self._config)
+        out = self._apply(example, params)
+        out[AUGMENT_ROTATION] = np.asarray(params.rotation, np.float32)
+        out[AUGMENT_FLIP] = np.asarray(params.flip, np.float32)
+        return out
 
 
 def mixed_dataset(config) -> tuple[grain.MapDataset, list[Entry]]:
@@ -360,7 +381,8 @@ def train_iterator(
     Yields:
       dicts of stacked numpy arrays with a leading axis of `batch_size / process_count`:
       image uint8 [b, S, S, 3], keypoints [b, 24, 3], joints_3d [b, 24, 4], pose [b, 72],
-      betas [b, 10], has_smpl [b], has_3d [b], dataset_id int32 [b], example_id int64 [b].
+      betas [b, 10], has_smpl [b], has_3d [b], dataset_id int32 [b], example_id int64 [b],
+      augment_rotation float32 [b] (degrees), augment_flip float32 [b] (0 / 1).
     """
     if process_index is None or process_count is None:
         import jax

@@ -83,7 +83,11 @@ def _assert_batches_equal(a, b):
 
 def test_batches_have_the_contract_keys_and_shapes(fake_datasets):
     (batch,) = _take(pipeline.train_iterator(_config(MIX), 0, process_index=0, process_count=1), 1)
-    assert set(batch) == set(pipeline.CONTRACT_KEYS)
+    assert set(batch) == set(pipeline.CONTRACT_KEYS) | set(pipeline.AUGMENT_KEYS)
+    # Not augmented: no rotation, no flip (the same keys as augmented batches).
+    for key in pipeline.AUGMENT_KEYS:
+        assert batch[key].dtype == np.float32
+        np.testing.assert_array_equal(batch[key], np.zeros(10, np.float32), err_msg=key)
     assert batch["image"].shape == (10, 8, 8, 3) and batch["image"].dtype == np.uint8
     assert batch["keypoints"].shape == (10, 24, 3)
     assert batch["joints_3d"].shape == (10, 24, 4)
@@ -115,6 +119,32 @@ def test_augmentation_changes_the_images_deterministically(fake_datasets):
     )
     np.testing.assert_array_equal(plain[1]["example_id"], aug[1]["example_id"])
     assert not np.array_equal(plain[1]["image"], aug[1]["image"])
+
+
+def test_augmented_examples_record_their_rotation_and_flip(fake_datasets):
+    """The recorded rotation and flip are the ones applied: the augmented pose is the
+    plain example's pose moved by them (the SMPLify fit store relies on it)."""
+    from hkmr_jax.data import augment
+
+    config = _config(MIX, augment={})
+    plain = _take(pipeline.train_iterator(_config(MIX), 0, process_index=0, process_count=1), 3)
+    aug = _take(pipeline.train_iterator(config, 0, process_index=0, process_count=1), 3)
+    flips, rotations = [], []
+    for p, a in zip(plain, aug):
+        assert set(a) == set(p)
+        np.testing.assert_array_equal(p["example_id"], a["example_id"])
+        for key in pipeline.AUGMENT_KEYS:
+            assert a[key].shape == (10,) and a[key].dtype == np.float32
+        for i in range(10):
+            flip, rot = bool(a["augment_flip"][i]), float(a["augment_rotation"][i])
+            want = augment.transform_pose(p["pose"][i], augment.AugmentParams(flip, rot))
+            np.testing.assert_allclose(a["pose"][i], want, atol=1e-6)
+            flips.append(flip)
+            rotations.append(rot)
+    np.testing.assert_array_equal(np.unique(np.asarray(flips, np.float32)), [0.0, 1.0])
+    rotations = np.asarray(rotations)
+    assert np.any(rotations != 0) and np.any(rotations == 0)
+    assert np.all(np.abs(rotations) <= 60.0)
 
 
 def test_mixing_ratios_are_exact_per_batch(fake_datasets):
