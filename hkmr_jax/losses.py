@@ -56,10 +56,12 @@ def _weighted_mean(error, weight):
 
 def _mean_over_valid(error, weight, valid, axis_name=None):
     """Mean of error · weight over the entries of the examples with `valid` = 1 only, as
-    SPIN's L_smpl and L_3D (which select those examples first); 0 without any.
+    SPIN's L_smpl and L_3D (which select those examples first) and the discriminator's
+    real term; 0 without any.
 
-    error, weight: [T, B, ...]; valid: [B] of 0/1. Written as the mean over all entries
-    times (examples / valid examples), a factor of exactly 1 when every example is valid.
+    error, weight: [T, B, ...] or [B, ...]; valid: [B] of 0/1. Written as the mean over
+    all entries times (examples / valid examples), a factor of exactly 1 when every
+    example is valid.
     Inside a `shard_map` over `axis_name` both counts are global, so the mean over
     devices of the shards' values is the global batch's value however unevenly the
     valid examples fall on the shards.
@@ -147,10 +149,8 @@ def discriminator_loss(critic, out: RegressorOutput, batch, axis_name: str | Non
     fake = critic(out.rotmat[:, :, 1:].reshape(t * b, 23, 3, 3), out.betas.reshape(t * b, -1))
     real = critic(body_rotmat(batch["pose"])[:, 1:], batch["betas"])
     has_smpl = batch["has_smpl"].astype(real.dtype)
-    real_sum, count, shards = jnp.sum(has_smpl * jnp.sum((real - 1.0) ** 2, -1)), has_smpl.sum(), 1
-    if axis_name is not None:
-        count, shards = jax.lax.psum(count, axis_name), jax.lax.axis_size(axis_name)
-    return real_sum * shards / jnp.maximum(count, 1) + jnp.mean(jnp.sum(fake**2, -1))
+    real_term = _mean_over_valid(jnp.sum((real - 1.0) ** 2, -1), has_smpl, has_smpl, axis_name)
+    return real_term + jnp.mean(jnp.sum(fake**2, -1))
 
 
 def body_rotmat(pose):
