@@ -43,6 +43,14 @@ def _ground_truth(body, regressor, b=3, t=2, seed=0):
     return out, batch
 
 
+def _two_shards(out, batch):
+    """Split an output [T, B, ...] and a batch [B, ...] into 2 shards on a new leading
+    axis (for vmap with an axis name, standing in for shard_map's 'data' axis)."""
+    halves = lambda x, axis: x.reshape(*x.shape[:axis], 2, -1, *x.shape[axis + 1 :])
+    out_s = jax.tree.map(lambda x: jnp.moveaxis(halves(x, 1), 1, 0), out)
+    return out_s, {k: halves(v, 0) for k, v in batch.items()}
+
+
 def test_zero_at_ground_truth_and_hand_computed_betas_term(body_and_regressor):
     body, reg = body_and_regressor
     out, batch = _ground_truth(body, reg)
@@ -112,12 +120,10 @@ def test_smpl_and_3d_terms_average_over_labelled_examples_only(body_and_regresso
 
     mixed = dict(batch, has_smpl=jnp.array([1.0, 1.0, 1.0, 0.0]),
                  has_3d=jnp.array([0.0, 1.0, 0.0, 0.0]))  # fmt: skip
-    shard = lambda x, axis: x.reshape(*x.shape[:axis], 2, 2, *x.shape[axis + 1 :])
-    wrong_s = jax.tree.map(lambda x: jnp.moveaxis(shard(x, 1), 1, 0), wrong)
     per_shard = jax.vmap(
         lambda o, b: losses.regressor_loss(o, b, body, reg, w, axis_name="data")[1],
         axis_name="data",
-    )(wrong_s, {k: shard(v, 0) for k, v in mixed.items()})
+    )(*_two_shards(wrong, mixed))
     _, whole = losses.regressor_loss(wrong, mixed, body, reg, w)
     for name in ("smpl_pose", "joints_3d", "keypoints"):
         np.testing.assert_allclose(jnp.mean(per_shard[name]), whole[name], rtol=1e-5)
@@ -166,13 +172,10 @@ def test_discriminator_real_term_is_a_global_mean_over_shards(body_and_regressor
     whole = lambda w: losses.discriminator_loss(critic(w), out, batch)
 
     def sharded(w):
-        shard = lambda x, axis: x.reshape(*x.shape[:axis], 2, 2, *x.shape[axis + 1 :])
-        out_s = jax.tree.map(lambda x: jnp.moveaxis(shard(x, 1), 1, 0), out)
-        batch_s = {k: shard(v, 0) for k, v in batch.items()}
         per_shard = jax.vmap(
             lambda o, b: losses.discriminator_loss(critic(w), o, b, axis_name="data"),
             axis_name="data",
-        )(out_s, batch_s)
+        )(*_two_shards(out, batch))
         return jnp.mean(per_shard)
 
     np.testing.assert_allclose(sharded(0.7), whole(0.7), rtol=1e-6)
