@@ -50,7 +50,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 from flax import nnx
@@ -921,7 +920,7 @@ def restore_model(config, workdir, step: int | None = None) -> tuple[nnx.Module,
     """
     fitting = bool((config.get("fitting") or {}).get("enabled"))
     if fitting:  # without fitting, Trainer.create does not size the store from the data
-        config = ml_collections.ConfigDict(_config_dict(config))
+        config = config.copy_and_resolve_references()
         config.fitting.enabled = False
     mesh = make_mesh(jax.devices()[:1])
     trainer = Trainer.create(config, mesh, with_prior=False)
