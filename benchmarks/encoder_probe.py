@@ -18,7 +18,6 @@ import argparse
 import pathlib
 import time
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -98,7 +97,6 @@ def main():
             print(f"step {i}: train {float(loss):.2f} px, test "
                   f"{float(pixel_error(pred, test_kp)):.2f} px, "
                   f"{time.perf_counter() - start:.0f} s", flush=True)  # fmt: skip
-    jax.effects_barrier()
 
 
 if __name__ == "__main__":
