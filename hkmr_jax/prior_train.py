@@ -5,12 +5,13 @@
         --config.data.source=amass --config.data.amass_glob='~/amass/**/*_poses.npz'
 
 Data (`config.data.source`): 'synthetic' draws body poses from the built-in dataset's
-pose distribution (`data.synthetic.sample_body_poses`, fresh poses every step: nothing to
-overfit); 'amass' reads AMASS sequences (`pose_prior.load_amass_poses`, every `stride`-th
-frame) and holds `holdout` of the frames out (whole sequences, the last ones in sorted
-order) for validation. The objective is `PoseVAE.elbo_loss` (VPoser's: rotation-matrix
-reconstruction + `kl_weight` · KL) with Adam; the whole loop is `lax.scan`-ned in chunks
-of `log_every` steps (one host sync per chunk).
+pose distribution (`data.synthetic.sample_body_poses` with `data.pose_spread`, fresh
+poses every step: nothing to overfit); 'amass' reads AMASS sequences
+(`pose_prior.load_amass_poses`, every `stride`-th frame) and holds `holdout` of the
+frames out (whole sequences, the last ones in sorted order) for validation. The
+objective is `PoseVAE.elbo_loss` (VPoser's: rotation-matrix reconstruction +
+`kl_weight` · KL) with Adam; the whole loop is `lax.scan`-ned in chunks of `log_every`
+steps (one host sync per chunk).
 
 Writes `WORKDIR/params` (`checkpoint.save_tree` of the VAE's state, what HKMR's
 `config.prior_checkpoint` points to; written once, at the end, under a temporary name
@@ -51,6 +52,7 @@ def default_config() -> config_dict.ConfigDict:
     c.prior_vae = dict(latent_dim=32, hidden_dim=512)
     c.data = config_dict.ConfigDict()
     c.data.source = "synthetic"
+    c.data.pose_spread = synthetic.POSE_SPREAD  # synthetic: the dataset's pose law
     c.data.amass_glob = config_dict.placeholder(str)  # e.g. '~/amass/**/*_poses.npz'
     c.data.stride = 4  # AMASS frames are 60-250 fps: keep every 4th
     c.data.holdout = 0.05  # AMASS: fraction of sequences for validation
@@ -74,8 +76,11 @@ class _Poses:
         self.batch_size = int(config.batch_size)
         if source == "synthetic":
             self.train = None
+            self.pose_spread = float(config.data.pose_spread)
             self.validation = synthetic.sample_body_poses(
-                np.random.default_rng([int(config.seed), 2]), int(config.num_validation)
+                np.random.default_rng([int(config.seed), 2]),
+                int(config.num_validation),
+                self.pose_spread,
             )
             return
         pattern = config.data.amass_glob
@@ -99,7 +104,7 @@ class _Poses:
     def chunk(self, steps: int) -> np.ndarray:
         """[steps, batch, 69] training poses for `steps` consecutive steps."""
         if self.train is None:
-            poses = synthetic.sample_body_poses(self.rng, steps * self.batch_size)
+            poses = synthetic.sample_body_poses(self.rng, steps * self.batch_size, self.pose_spread)
         else:
             poses = self.train[self.rng.integers(0, len(self.train), steps * self.batch_size)]
         return poses.reshape(steps, self.batch_size, -1)

@@ -11,6 +11,7 @@ from flax import nnx
 from hkmr_jax import config_files, prior_train, train_lib
 from hkmr_jax.data import synthetic
 from hkmr_jax.models import pose_prior
+from smpl_jax import skeleton
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,21 +20,36 @@ def prior_config(variant="smoke"):
     return config_files.get_config(ROOT / "configs" / "pose_prior.py", variant)
 
 
-def test_sample_body_poses_follow_the_dataset_law():
+@pytest.mark.parametrize("spread", [synthetic.POSE_SPREAD, 1 / 3])
+def test_sample_body_poses_follow_the_dataset_law(spread):
     """The vectorised sampler and the per-example one draw from one distribution: every
     component within the limits, and matching means and spreads over many draws."""
     lo, hi, _ = synthetic.pose_limits()
-    fast = synthetic.sample_body_poses(np.random.default_rng(0), 4000).reshape(-1, 23, 3)
+    fast = synthetic.sample_body_poses(np.random.default_rng(0), 4000, spread)
+    fast = fast.reshape(-1, 23, 3)
     assert fast.dtype == np.float32
     assert np.all(fast >= lo[1:] - 1e-6) and np.all(fast <= hi[1:] + 1e-6)
     slow = np.stack([
-        synthetic.sample_parameters(np.random.default_rng([7, i]))["pose"][3:]
+        synthetic.sample_parameters(np.random.default_rng([7, i]), pose_spread=spread)["pose"][3:]
         for i in range(4000)
     ]).reshape(-1, 23, 3)  # fmt: skip
-    spread = (hi[1:] - lo[1:]) / 3.0
-    # Standard error of a mean of 4000 draws with σ ≤ spread: ≤ 0.016·spread; 5 SE margin.
-    np.testing.assert_array_less(np.abs(fast.mean(0) - slow.mean(0)), 0.08 * spread + 1e-9)
-    np.testing.assert_array_less(np.abs(fast.std(0) - slow.std(0)), 0.08 * spread + 1e-9)
+    # A law within [lo, hi] has σ ≤ range/2, so the difference of two means of 4000 draws
+    # has a standard error ≤ 0.011·range: 0.05·range is 4.5 of them.
+    tolerance = 0.05 * (hi[1:] - lo[1:]) + 1e-9
+    np.testing.assert_array_less(np.abs(fast.mean(0) - slow.mean(0)), tolerance)
+    np.testing.assert_array_less(np.abs(fast.std(0) - slow.std(0)), tolerance)
+
+
+def test_pose_spread_sets_sigma():
+    """The neck's sideways turn (y, −40°…40°, mode 0): σ = spread·80°. At the default 1/6
+    the limits are 3σ away, so the draws' std is σ to within 2 % (truncated normal); at 1/3
+    they are 1.5σ away and the std is 0.76σ (truncation mixed with uniform redraws)."""
+    neck = 3 * (skeleton.JOINT_NAMES.index("neck") - 1) + 1  # its y in the [69] body pose
+    std = [
+        synthetic.sample_body_poses(np.random.default_rng(1), 20_000, s)[:, neck].std()
+        for s in (1 / 6, 1 / 3)
+    ]
+    np.testing.assert_allclose(np.rad2deg(std), [80 / 6 * 0.989, 80 / 3 * 0.76], rtol=0.03)
 
 
 def test_vae_trains_on_synthetic_poses_and_hkmr_loads_it(tmp_path):

@@ -82,12 +82,23 @@ def register_dataset(name: str, factory: Callable[[str, Mapping], Any]) -> None:
     _FACTORIES[name] = factory
 
 
+def _synthetic_law(data_config: Mapping) -> dict:
+    """The pose law's dataset arguments from `synthetic_yaw_range` / `synthetic_pose_spread`
+    (absent: the dataset's defaults)."""
+    from hkmr_jax.data import synthetic
+
+    return dict(
+        yaw_range=data_config.get("synthetic_yaw_range", synthetic.YAW_RANGE_DEG),
+        pose_spread=data_config.get("synthetic_pose_spread", synthetic.POSE_SPREAD),
+    )
+
+
 def _synthetic(split: str, data_config: Mapping):
     from hkmr_jax.data import synthetic  # lazily: renders with the built-in body
 
     return synthetic.SyntheticDataset(
         split=split, size=int(data_config.get("image_size", 64)),
-        seed=int(data_config.get("synthetic_seed", 0)),
+        seed=int(data_config.get("synthetic_seed", 0)), **_synthetic_law(data_config),
     )  # fmt: skip
 
 
@@ -123,6 +134,7 @@ def _synthetic_2d(split: str, data_config: Mapping):
         split=split, size=int(data_config.get("image_size", 64)),
         seed=int(data_config.get("synthetic_seed", 0)) + 1,
         length=int(data_config.get("synthetic_2d_length", 20_000)),
+        **_synthetic_law(data_config),
     ))  # fmt: skip
 
 

@@ -27,11 +27,13 @@ class MeshRegressor(nnx.Module):
 
 def mean_params_from_config(config: Mapping | None, num_betas: int = 10) -> params_lib.MeanParams:
     """`{'path': SPIN's smpl_mean_params.npz}` or `{'global_orient': (x, y, z),
-    'camera_scale': s, 'body_pose': 'rest' | 'synthetic'}`; None or {} gives
-    `MeanParams.default`. `body_pose='synthetic'` starts from the built-in dataset's mean
-    body pose (`data.synthetic.mean_body_pose`) instead of the rest pose."""
+    'camera_scale': s, 'body_pose': 'rest' | 'synthetic', 'pose_spread': σ share}`; None
+    or {} gives `MeanParams.default`. `body_pose='synthetic'` starts from the built-in
+    dataset's mean body pose (`data.synthetic.mean_body_pose` of the law with
+    `pose_spread`, by default the dataset's) instead of the rest pose."""
     config = dict(config or {})
-    unknown = set(config) - {"path", "global_orient", "camera_scale", "num_betas", "body_pose"}
+    known = {"path", "global_orient", "camera_scale", "num_betas", "body_pose", "pose_spread"}
+    unknown = set(config) - known
     if unknown:
         raise ValueError(f"unknown mean_params field(s) {sorted(unknown)}.")
     num_betas = config.get("num_betas", num_betas)
@@ -44,7 +46,9 @@ def mean_params_from_config(config: Mapping | None, num_betas: int = 10) -> para
     if body_pose == "synthetic":
         from hkmr_jax.data import synthetic  # lazily: only this option needs the data module
 
-        mean.pose[1:] = synthetic.mean_body_pose()
+        mean.pose[1:] = synthetic.mean_body_pose(
+            float(config.get("pose_spread") or synthetic.POSE_SPREAD)
+        )
     elif body_pose != "rest":
         raise ValueError(
             f"unknown mean_params.body_pose {body_pose!r}; choose 'rest' or 'synthetic'."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import pickle
 import re
 
@@ -56,6 +57,11 @@ def rotation_matrix(aa):
     k = aa / theta
     kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
     return np.eye(3) + np.sin(theta) * kx + (1 - np.cos(theta)) * kx @ kx
+
+
+def facing_z(pose) -> float:
+    """Camera z of the body's forward direction (−1: facing the camera)."""
+    return (rotation_matrix(pose[:3].astype(np.float64)) @ [0.0, 0.0, 1.0])[2]
 
 
 # --- format -----------------------------------------------------------------------------
@@ -194,20 +200,22 @@ def test_some_keypoints_are_hidden_or_outside(examples):
     assert 0 < hidden < 0.3 * 17 * len(examples)
 
 
-def test_left_and_right_are_the_persons(examples):
+def test_left_and_right_are_the_persons():
     # A person facing the camera has the left hip on the image's right (larger x), and
-    # the other way round seen from behind: SMPL's left is the person's left.
+    # the other way round seen from behind: SMPL's left is the person's left. The full
+    # pose law (every view) shows both.
+    examples = SyntheticDataset("train", size=S, yaw_range=360).render_batch(range(40))
     left, right = skeleton.J24_NAMES.index("left_hip"), skeleton.J24_NAMES.index("right_hip")
-    checked = 0
+    checked = collections.Counter()
     for ex in examples:
-        forward_dir = rotation_matrix(ex["pose"][:3].astype(np.float64)) @ [0.0, 0.0, 1.0]
-        if abs(forward_dir[2]) < 0.5:  # side views: hips overlap
+        forward_z = facing_z(ex["pose"])
+        if abs(forward_z) < 0.5:  # side views: hips overlap
             continue
-        facing_camera = forward_dir[2] < 0  # the camera looks along +z
+        facing_camera = forward_z < 0  # the camera looks along +z
         dx = ex["keypoints"][left, 0] - ex["keypoints"][right, 0]
         assert (dx > 0) == facing_camera
-        checked += 1
-    assert checked > 10
+        checked[facing_camera] += 1
+    assert checked[True] > 5 and checked[False] > 5, checked
 
 
 # --- sampling ---------------------------------------------------------------------------
@@ -225,6 +233,55 @@ def test_poses_are_within_the_documented_limits():
         up = rotation_matrix(p["pose"][:3].astype(np.float64)) @ [0.0, 1.0, 0.0]
         assert up[1] < -np.cos(np.deg2rad(25.5))
         assert synthetic.FILL_RANGE[0] <= p["fill"] <= synthetic.FILL_RANGE[1]
+
+
+def test_pose_law_narrows_yaw_and_spread_and_keeps_everything_else():
+    """One seed under the full law (every view, σ = range/3) and the default (±60°,
+    σ = range/6): the same numbers are drawn, so only yaw and body pose differ."""
+    _, _, mode = synthetic.pose_limits()
+    assert (synthetic.YAW_RANGE_DEG, synthetic.POSE_SPREAD) == (120.0, 1 / 6)
+    halved, total, seen_behind = 0, 0, False
+    for i in range(100):
+        narrow = synthetic.sample_parameters(np.random.default_rng([0, 0, i]))
+        full = synthetic.sample_parameters(np.random.default_rng([0, 0, i]), 360.0, 1 / 3)
+        for key in ("betas", "light", "colours", "offset"):
+            np.testing.assert_array_equal(narrow[key], full[key], err_msg=key)
+        assert narrow["fill"] == full["fill"]
+        # forward_z = −cos(pitch)·cos(yaw): |yaw| ≤ 60° and |pitch| ≤ 20° bound it.
+        z_narrow, z_full = facing_z(narrow["pose"]), facing_z(full["pose"])
+        assert z_narrow < -np.cos(np.deg2rad(20)) * np.cos(np.deg2rad(60)) + 1e-6
+        seen_behind |= z_full > 0
+        # Body pose: the deviation from the mode is halved wherever the full law's draw
+        # was not replaced by a uniform one (then the narrow draw is within the limits).
+        dev_narrow = narrow["pose"][3:].reshape(23, 3) - mode[1:]
+        dev_full = full["pose"][3:].reshape(23, 3) - mode[1:]
+        same = np.isclose(dev_narrow, dev_full / 2, atol=1e-6)
+        halved += same.sum()
+        total += same.size
+    assert seen_behind  # the full law shows people from behind; the default never does
+    # Components with a zero range (hinges) count as halved; truncation touches < 25 %.
+    assert halved > 0.75 * total, halved / total
+
+
+def test_pose_law_is_part_of_the_dataset_definition(tmp_path):
+    full = SyntheticDataset("test", size=32, yaw_range=360, pose_spread=1 / 3)
+    assert full.config()["yaw_range"] == 360 and full.config()["pose_spread"] == 1 / 3
+    assert "yaw_range=360" in repr(full)
+    clone = pickle.loads(pickle.dumps(full))
+    assert (clone.yaw_range, clone.pose_spread) == (360, 1 / 3)
+    default = SyntheticDataset("test", size=32)
+    assert not np.array_equal(full[0]["pose"], default[0]["pose"])
+    path = synthetic.cache(tmp_path / "c", default, 2, progress=False)
+    with pytest.raises(FileExistsError, match="pose_spread"):
+        synthetic.cache(path, full, 2, progress=False)
+    for bad in (dict(yaw_range=-1), dict(yaw_range=361), dict(pose_spread=0),
+                dict(pose_spread=1.5)):  # fmt: skip
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            SyntheticDataset(**bad)
+    # The mean pose follows the law: the wider law's mean is further from the modes.
+    _, _, mode = synthetic.pose_limits()
+    gap = [np.abs(synthetic.mean_body_pose(s) - mode[1:]).mean() for s in (1 / 6, 1 / 3)]
+    assert gap[0] < gap[1], gap
 
 
 def test_knees_and_elbows_bend_the_anatomical_way():

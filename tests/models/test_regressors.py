@@ -242,3 +242,19 @@ def test_mean_params_from_spin_npz(tmp_path):
     np.testing.assert_allclose(mean.betas, np.arange(10.0))
     with pytest.raises(FileNotFoundError, match="smpl_mean_params"):
         params.MeanParams.from_spin_npz(tmp_path / "missing.npz")
+
+
+def test_mean_params_start_from_the_synthetic_laws_mean_pose():
+    from hkmr_jax.data import synthetic
+    from hkmr_jax.models import mesh_regressor
+
+    rest = mesh_regressor.mean_params_from_config({"global_orient": (np.pi, 0, 0)})
+    np.testing.assert_array_equal(rest.pose[1:], 0.0)
+    for spread in (None, 1 / 3):
+        config = {"body_pose": "synthetic", "pose_spread": spread}
+        mean = mesh_regressor.mean_params_from_config(config)
+        expected = synthetic.mean_body_pose(spread or synthetic.POSE_SPREAD)
+        np.testing.assert_array_equal(mean.pose[1:], expected)
+        assert np.abs(expected).max() > 0.1  # not the rest pose (the elbows bend)
+    with pytest.raises(ValueError, match="'rest' or 'synthetic'"):
+        mesh_regressor.mean_params_from_config({"body_pose": "t-pose"})
