@@ -1,6 +1,7 @@
 """How fast an encoder learns the built-in data: 2D keypoints regressed from Φ alone.
 
     python benchmarks/encoder_probe.py [--widths 16,32,64,128] [--flatten 4] \\
+        [--yaw_range 360 --pose_spread 0.3333] \\
         [--steps 2000] [--learning_rate 2e-3] [--cache /tmp/hkmr_probe]
 
 A probe of the default run's bottleneck (README, "Table 1"): the `SmallCNN` encoder of
@@ -56,11 +57,18 @@ def main():
     parser.add_argument("--learning_rate", type=float, default=2e-3)
     parser.add_argument("--train_size", type=int, default=48_000)
     parser.add_argument("--cache", default="/tmp/hkmr_probe")
+    parser.add_argument("--yaw_range", type=float, default=synthetic.YAW_RANGE_DEG,
+                        help="the data's pose law (360 and 1/3: the full law)")  # fmt: skip
+    parser.add_argument("--pose_spread", type=float, default=synthetic.POSE_SPREAD)
     args = parser.parse_args()
+    law = dict(yaw_range=args.yaw_range, pose_spread=args.pose_spread)
+    tag = f"yaw{args.yaw_range:g}_spread{args.pose_spread:.3f}"
     cache = pathlib.Path(args.cache)
-    train = synthetic.cache(cache / f"train{SIZE}_{args.train_size}", "train",
-                            args.train_size, size=SIZE)  # fmt: skip
-    test = synthetic.cache(cache / f"test{SIZE}_{NUM_TEST}", "test", NUM_TEST, size=SIZE)
+    train = synthetic.SyntheticDataset("train", size=SIZE, **law)
+    train = synthetic.cache(cache / f"train{SIZE}_{args.train_size}_{tag}", train,
+                            args.train_size)  # fmt: skip
+    test = synthetic.SyntheticDataset("test", size=SIZE, **law)
+    test = synthetic.cache(cache / f"test{SIZE}_{NUM_TEST}_{tag}", test, NUM_TEST)
     load = lambda path, key: np.load(path / f"{key}.npy", mmap_mode="r")
     images, keypoints = load(train, "image"), load(train, "keypoints")
     test_images, test_keypoints = np.asarray(load(test, "image")), load(test, "keypoints")
