@@ -90,9 +90,9 @@ Why the default law is narrow: with every view (``yaw_range=360``) and σ = (hi 
 model (small CNN at 64 px, ~15 minutes on 2 cores) learns the framing but not the
 articulation: its PA-MPJPE is no better than the law's mean pose's (README, "What
 limits it"). On the default law the same model learns the pose (PA-MPJPE 104 mm
-against the mean pose's 133). Every law draws the same random
-numbers in the same order, so an example's shape, clothing, lighting, background and
-fill share do not depend on the law; only its yaw and body pose do.
+against the mean pose's 133). Every law draws the same random numbers in the same
+order, so an example's shape, clothing, lighting, background and fill share do not
+depend on the law; only its yaw and body pose do.
 
 Camera: the person's larger image extent fills U(60 %, 95 %) of the crop
 (``s = 2·fill / max(width, height)`` of the mesh in metres), its centre offset from the
@@ -320,10 +320,10 @@ def sample_body_poses(
 
 @functools.cache
 def mean_body_pose(pose_spread: float = POSE_SPREAD) -> np.ndarray:
-    """[23, 3] the mean body pose of the dataset's pose law (axis-angle per joint): the
-    chordal mean (element-wise mean of 100,000 drawn rotation matrices projected back
-    onto SO(3)) of each joint. The regressors' starting pose for this data, as SPIN's
-    `smpl_mean_params.npz` is the mean of its training poses."""
+    """[23, 3] the mean body pose of the dataset's pose law with `pose_spread`
+    (axis-angle per joint): the chordal mean (element-wise mean of 100,000 drawn rotation
+    matrices projected back onto SO(3)) of each joint. The regressors' starting pose for
+    this data, as SPIN's `smpl_mean_params.npz` is the mean of its training poses."""
     from smpl_jax import rotation  # JAX, float32: ample for a mean
 
     poses = sample_body_poses(np.random.default_rng(0), 100_000, pose_spread)
