@@ -2,9 +2,9 @@
 
 Variants (the part after ':' picks one):
 
-* default — built-in synthetic data at 64 px, the small CNN encoder, HKMR with T = 3
-  outer and 4 inner iterations (d = 64); about 15 minutes on 2 CPU cores, training and a
-  quick evaluation:
+* default — built-in synthetic data at 64 px (its default pose law: people within ±60°
+  of facing the camera), the small CNN encoder, HKMR with T = 3 outer and 4 inner
+  iterations (d = 64); about 15 minutes on 2 CPU cores, training and a quick evaluation:
 
       python train.py --config configs/hkmr.py --workdir runs/hkmr
 
