@@ -4,10 +4,11 @@
         [--yaw_range 360 --pose_spread 0.3333] \\
         [--steps 2000] [--learning_rate 2e-3] [--cache /tmp/hkmr_probe]
 
-A probe of the default run's bottleneck (README, "Table 1"): the `SmallCNN` encoder of
-`configs/hkmr.py` with one dense layer on Φ is trained (Adam, batch 32, L1) to predict
-the 24 J24 keypoints of 64 px synthetic crops, without SMPL, camera or regressor. The
-mean keypoint error on 512 test crops, in pixels (confidence-weighted, per coordinate),
+A probe of the default run's bottleneck on the full pose law (README, "What limits
+it"): the `SmallCNN` encoder of `configs/hkmr.py` with one dense layer on Φ is trained
+(Adam, batch 32, L1) to predict the 24 J24 keypoints of 64 px synthetic crops (of the
+law given, by default the dataset's), without SMPL, camera or regressor. The mean
+keypoint error on 512 test crops, in pixels (confidence-weighted, per coordinate),
 is printed every 500 steps next to the error of always predicting the training set's
 mean keypoints. Training images are rendered once into `--cache` (48,000 by default,
 about 4 minutes on 2 cores) and reused by later runs.
@@ -62,7 +63,7 @@ def main():
     parser.add_argument("--pose_spread", type=float, default=synthetic.POSE_SPREAD)
     args = parser.parse_args()
     law = dict(yaw_range=args.yaw_range, pose_spread=args.pose_spread)
-    tag = f"yaw{args.yaw_range:g}_spread{args.pose_spread:.3f}"
+    tag = f"yaw{args.yaw_range!r}_spread{args.pose_spread!r}"  # exact: one cache per law
     cache = pathlib.Path(args.cache)
     train = synthetic.SyntheticDataset("train", size=SIZE, **law)
     train = synthetic.cache(cache / f"train{SIZE}_{args.train_size}_{tag}", train,

@@ -34,6 +34,7 @@ import math
 from ml_collections import config_dict
 
 from hkmr_jax import prior_train, smplify
+from hkmr_jax.data import synthetic
 
 VARIANTS = ("default", "smoke", "paper")
 
@@ -89,9 +90,10 @@ def base(regressor_name: str = "hkmr") -> config_dict.ConfigDict:
     c.data.synthetic_seed = 0
     # The built-in data's pose law (`data.synthetic`): yaw within ±60° of facing the
     # camera and each pose component's σ a sixth of its range, a law the default model
-    # learns in its budget; 360 and 1/3 give the full law (every view, wider poses).
-    c.data.synthetic_yaw_range = 120.0
-    c.data.synthetic_pose_spread = 1 / 6
+    # learns in its budget; 360 and 1/3 give the full law (every view, wider poses). The
+    # starting mean pose and a VAE trained at the start of the run follow the spread.
+    c.data.synthetic_yaw_range = synthetic.YAW_RANGE_DEG
+    c.data.synthetic_pose_spread = synthetic.POSE_SPREAD
     c.data.augment = config_dict.placeholder(dict)  # None: off; {}: SPIN's augmentation
     c.data.synthetic_2d_length = 20_000  # the 'synthetic_2d' dataset (2D keypoints only)
     c.data.num_threads = 2
@@ -123,9 +125,6 @@ def base(regressor_name: str = "hkmr") -> config_dict.ConfigDict:
     c.prior_checkpoint = config_dict.placeholder(str)
     c.prior_vae = dict(latent_dim=32, hidden_dim=512)
     c.prior_training = prior_train.default_config()
-    # The mean pose and the VAE's synthetic poses follow the data's pose law.
-    c.prior_training.data.pose_spread = c.data.get_ref("synthetic_pose_spread")
-    c.model.mean_params.pose_spread = c.data.get_ref("synthetic_pose_spread")
 
     # SPIN's SMPLify in the loop (configs/hkmr_spin.py, configs/spin.py): the regressor's
     # estimate starts a fit to the 2D keypoints; the best fit per example is kept (and

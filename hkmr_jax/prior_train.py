@@ -52,7 +52,9 @@ def default_config() -> config_dict.ConfigDict:
     c.prior_vae = dict(latent_dim=32, hidden_dim=512)
     c.data = config_dict.ConfigDict()
     c.data.source = "synthetic"
-    c.data.pose_spread = synthetic.POSE_SPREAD  # synthetic: the dataset's pose law
+    # synthetic: the pose law's spread; None: the dataset's default (an HKMR run that
+    # trains its prior sets its own `data.synthetic_pose_spread` here).
+    c.data.pose_spread = config_dict.placeholder(float)
     c.data.amass_glob = config_dict.placeholder(str)  # e.g. '~/amass/**/*_poses.npz'
     c.data.stride = 4  # AMASS frames are 60-250 fps: keep every 4th
     c.data.holdout = 0.05  # AMASS: fraction of sequences for validation
@@ -76,7 +78,8 @@ class _Poses:
         self.batch_size = int(config.batch_size)
         if source == "synthetic":
             self.train = None
-            self.pose_spread = float(config.data.pose_spread)
+            spread = config.data.get("pose_spread")
+            self.pose_spread = synthetic.POSE_SPREAD if spread is None else float(spread)
             self.validation = synthetic.sample_body_poses(
                 np.random.default_rng([int(config.seed), 2]),
                 int(config.num_validation),

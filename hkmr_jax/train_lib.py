@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import copy
 import dataclasses
 import functools
 import json
@@ -121,8 +122,14 @@ def load_body(config):
 
 def build_model(config) -> nnx.Module:
     """`models.create(config.model)` with seed `config.seed`, in training mode; ImageNet
-    weights from `config.model.encoder_init` (a torchvision `.pth`) when given."""
-    model = models.create(config.model, nnx.Rngs(int(config.seed)))
+    weights from `config.model.encoder_init` (a torchvision `.pth`) when given. A mean
+    pose of `body_pose='synthetic'` is that of `config.data.synthetic_pose_spread`."""
+    model_config = dict(config.model)
+    mean = dict(model_config.get("mean_params") or {})
+    if mean.get("body_pose") == "synthetic" and mean.get("pose_spread") is None:
+        mean["pose_spread"] = config.data.get("synthetic_pose_spread")
+        model_config["mean_params"] = mean
+    model = models.create(model_config, nnx.Rngs(int(config.seed)))
     init = config.model.get("encoder_init")
     if init:
         from hkmr_jax.models.torchvision_import import load_torchvision_resnet
@@ -246,6 +253,9 @@ def load_pose_prior(config, workdir=None):
                 f"config.prior_vae {dict(config.prior_vae)}: the trained VAE could not be "
                 "loaded. Make them equal."
             )
+        if training.data.source == "synthetic" and training.data.get("pose_spread") is None:
+            training = copy.deepcopy(training)  # the run's config stays as given
+            training.data.pose_spread = config.data.get("synthetic_pose_spread")
         directory = Path(workdir) / "pose_prior"
         if jax.process_index() == 0:
             prior_train.train_pose_prior(training, directory)

@@ -205,6 +205,34 @@ def test_the_pose_prior_loads_from_a_checkpoint(tmp_path):
         train_lib.load_pose_prior(config)
 
 
+def test_the_synthetic_pose_law_reaches_data_mean_pose_and_prior(tmp_path):
+    """One override, `data.synthetic_pose_spread` (and `synthetic_yaw_range`), sets the law
+    of both synthetic sources, the model's starting mean pose and a VAE trained at the
+    start of the run; the run's config itself is not changed."""
+    import json
+
+    from hkmr_jax.data import synthetic
+
+    config = smoke_config()
+    config.data.synthetic_yaw_range, config.data.synthetic_pose_spread = 360.0, 0.25
+    for name in ("synthetic", "synthetic_2d"):
+        source = pipeline.make_source(name, "train", config.data)
+        law = getattr(source, "source", source).config()  # synthetic_2d wraps the dataset
+        assert (law["yaw_range"], law["pose_spread"]) == (360.0, 0.25), name
+    model = train_lib.build_model(config)
+    np.testing.assert_array_equal(
+        model.regressor.init_theta[...][1:], synthetic.mean_body_pose(0.25)
+    )
+    config.prior, config.prior_vae = "vae", {"latent_dim": 4, "hidden_dim": 8}
+    config.prior_training.prior_vae = dict(config.prior_vae)
+    config.prior_training.num_steps = config.prior_training.log_every = 2
+    config.prior_training.batch_size = config.prior_training.num_validation = 8
+    train_lib.load_pose_prior(config, tmp_path)
+    trained = json.loads((tmp_path / "pose_prior" / "config.json").read_text())
+    assert trained["data"]["pose_spread"] == 0.25
+    assert config.prior_training.data.pose_spread is None
+
+
 def test_config_variants():
     for name in ("hkmr", "hmr"):
         for variant in ("default", "smoke", "paper"):

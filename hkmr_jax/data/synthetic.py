@@ -7,14 +7,14 @@ random plausible pose, shape, orientation, framing, lighting, clothing and backg
 with the labels of `docs/CONTRACT_data.md`::
 
     ds = SyntheticDataset("train", size=128, seed=0)
-    ex = ds[12345]           # dict of numpy arrays; example i depends on (seed, split, i) only
+    ex = ds[12345]           # dict of numpy arrays, a function of (seed, split, i) and the law
     exs = ds.render_batch(range(64))       # the same examples as ds[0], …, ds[63]
 
 Determinism: example ``i`` of a split is a pure function of ``(seed, split, i)`` (and
-`block_size`, below). Its random numbers come from ``np.random.default_rng([seed,
-split_id, i])`` (train 0, test 1: the splits draw from disjoint seed streams), so
-examples can be read in any order, by any number of workers, and are i.i.d.: there is
-nothing to gain from shuffling the indices.
+of the pose law and `block_size`, below). Its random numbers come from
+``np.random.default_rng([seed, split_id, i])`` (train 0, test 1: the splits draw from
+disjoint seed streams), so examples can be read in any order, by any number of
+workers, and are i.i.d.: there is nothing to gain from shuffling the indices.
 
 Batching (`block_size` B): the SMPL forward pass is one jitted program of batch shape
 [B] (compiled once; short batches are padded). B = 1 (the default) is the fastest for
@@ -814,8 +814,8 @@ def cache(
 
     Args:
       path: the cache folder.
-      split: ``"train"``/``"test"`` (the built-in body, with `size` and `seed`), or a
-        `SyntheticDataset` to cache.
+      split: ``"train"``/``"test"`` (the built-in body and the default pose law, with
+        `size` and `seed`), or a `SyntheticDataset` to cache (any body or law).
       n: number of examples; None: the whole split (test: 1000; train needs an n).
       size, seed: of the dataset when `split` is a name.
       chunk: examples rendered per `render_batch` call.

@@ -46,8 +46,9 @@ def mean_params_from_config(config: Mapping | None, num_betas: int = 10) -> para
     if body_pose == "synthetic":
         from hkmr_jax.data import synthetic  # lazily: only this option needs the data module
 
+        spread = config.get("pose_spread")
         mean.pose[1:] = synthetic.mean_body_pose(
-            float(config.get("pose_spread") or synthetic.POSE_SPREAD)
+            synthetic.POSE_SPREAD if spread is None else float(spread)
         )
     elif body_pose != "rest":
         raise ValueError(
