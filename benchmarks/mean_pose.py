@@ -21,7 +21,6 @@ from ml_collections import config_flags
 from hkmr_jax import eval_lib, train_lib
 from hkmr_jax.data import pipeline
 from hkmr_jax.models import mesh_regressor, params
-from smpl_jax import rotation
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/hkmr.py", "Training config.")
 _LIMIT = flags.DEFINE_integer("limit", 300, "Score the first LIMIT test examples.")
@@ -35,14 +34,11 @@ def mean_pose_baseline(config, dataset: str = "synthetic", limit: int | None = 3
     batch_size = 64
 
     def predict(images):
-        b = images.shape[0]
-        pose = jnp.broadcast_to(jnp.asarray(mean.pose), (1, b, *mean.pose.shape))
-        return params.RegressorOutput(
-            pose,
-            rotation.axis_angle_to_matrix(pose),
-            jnp.broadcast_to(jnp.asarray(mean.betas), (1, b, len(mean.betas))),
-            jnp.broadcast_to(jnp.asarray(mean.camera), (1, b, 3)),
-        )
+        def constant(x):  # [...] → [1 iteration, B, ...]
+            return jnp.broadcast_to(jnp.asarray(x), (1, images.shape[0], *x.shape))
+
+        pose, betas, camera = constant(mean.pose), constant(mean.betas), constant(mean.camera)
+        return params.stack_outputs(pose, betas, camera, "axis_angle")
 
     ctx = eval_lib.EvalContext(jax.jit(predict), body, h36m_regressor, batch_size)
     source = pipeline.make_source(dataset, "test", config.data)

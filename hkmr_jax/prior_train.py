@@ -78,8 +78,7 @@ class _Poses:
         self.batch_size = int(config.batch_size)
         if source == "synthetic":
             self.train = None
-            spread = config.data.get("pose_spread")
-            self.pose_spread = synthetic.POSE_SPREAD if spread is None else float(spread)
+            self.pose_spread = config.data.get("pose_spread")  # None: the dataset's default
             self.validation = synthetic.sample_body_poses(
                 np.random.default_rng([int(config.seed), 2]),
                 int(config.num_validation),

@@ -84,13 +84,13 @@ def register_dataset(name: str, factory: Callable[[str, Mapping], Any]) -> None:
 
 def _synthetic_law(data_config: Mapping) -> dict:
     """The pose law's dataset arguments from `synthetic_yaw_range` / `synthetic_pose_spread`
-    (absent: the dataset's defaults)."""
+    (absent or None: the dataset's defaults)."""
     from hkmr_jax.data import synthetic
 
-    return dict(
-        yaw_range=data_config.get("synthetic_yaw_range", synthetic.YAW_RANGE_DEG),
-        pose_spread=data_config.get("synthetic_pose_spread", synthetic.POSE_SPREAD),
+    yaw_range, pose_spread = synthetic.check_pose_law(
+        data_config.get("synthetic_yaw_range"), data_config.get("synthetic_pose_spread")
     )
+    return dict(yaw_range=yaw_range, pose_spread=pose_spread)
 
 
 def _synthetic(split: str, data_config: Mapping):

@@ -280,9 +280,11 @@ class _Draws:
         return z.reshape(shape)
 
 
-def check_pose_law(yaw_range: float, pose_spread: float) -> tuple[float, float]:
-    """`yaw_range` (degrees) and `pose_spread` as floats, or a ValueError naming the bad one."""
-    yaw_range, pose_spread = float(yaw_range), float(pose_spread)
+def check_pose_law(yaw_range=None, pose_spread=None) -> tuple[float, float]:
+    """`yaw_range` (degrees) and `pose_spread` as floats, None meaning the default law's,
+    or a ValueError naming the bad one."""
+    yaw_range = YAW_RANGE_DEG if yaw_range is None else float(yaw_range)
+    pose_spread = POSE_SPREAD if pose_spread is None else float(pose_spread)
     if not 0.0 <= yaw_range <= 360.0:
         raise ValueError(f"yaw_range must be 0-360 degrees, got {yaw_range}.")
     if not 0.0 < pose_spread <= 1.0:
@@ -301,16 +303,16 @@ def _truncated(draws: _Draws, mode, lo, hi, spread: float):
 
 
 def sample_body_poses(
-    rng: np.random.Generator, n: int, pose_spread: float = POSE_SPREAD
+    rng: np.random.Generator, n: int, pose_spread: float | None = POSE_SPREAD
 ) -> np.ndarray:
     """[n, 69] body poses (joints 1…23, axis-angle) from the dataset's pose distribution.
 
     The same law as the ``pose[3:]`` of `sample_parameters` with the same `pose_spread`
     (each component truncated normal around its mode, out-of-range draws uniform within
     the limits), drawn for many poses at once: the pose VAE's training data
-    (`configs/pose_prior.py`).
+    (`configs/pose_prior.py`). None: the default spread.
     """
-    _, pose_spread = check_pose_law(0.0, pose_spread)
+    _, pose_spread = check_pose_law(pose_spread=pose_spread)
     shape = (n, *_MODE[1:].shape)
     x = _MODE[1:] + pose_spread * (_HI[1:] - _LO[1:]) * rng.standard_normal(shape)
     u = _LO[1:] + (_HI[1:] - _LO[1:]) * rng.random(shape)
@@ -319,9 +321,9 @@ def sample_body_poses(
 
 
 @functools.cache
-def mean_body_pose(pose_spread: float = POSE_SPREAD) -> np.ndarray:
-    """[23, 3] the mean body pose of the dataset's pose law with `pose_spread`
-    (axis-angle per joint): the chordal mean (element-wise mean of 100,000 drawn rotation
+def mean_body_pose(pose_spread: float | None = POSE_SPREAD) -> np.ndarray:
+    """[23, 3] the mean body pose of the dataset's pose law with `pose_spread` (None: the
+    default) (axis-angle per joint): the chordal mean (element-wise mean of 100,000 drawn rotation
     matrices projected back onto SO(3)) of each joint. The regressors' starting pose for
     this data, as SPIN's `smpl_mean_params.npz` is the mean of its training poses."""
     from smpl_jax import rotation  # JAX, float32: ample for a mean

@@ -46,10 +46,7 @@ def mean_params_from_config(config: Mapping | None, num_betas: int = 10) -> para
     if body_pose == "synthetic":
         from hkmr_jax.data import synthetic  # lazily: only this option needs the data module
 
-        spread = config.get("pose_spread")
-        mean.pose[1:] = synthetic.mean_body_pose(
-            synthetic.POSE_SPREAD if spread is None else float(spread)
-        )
+        mean.pose[1:] = synthetic.mean_body_pose(config.get("pose_spread"))
     elif body_pose != "rest":
         raise ValueError(
             f"unknown mean_params.body_pose {body_pose!r}; choose 'rest' or 'synthetic'."
