@@ -322,10 +322,11 @@ def sample_body_poses(
 
 @functools.cache
 def mean_body_pose(pose_spread: float | None = POSE_SPREAD) -> np.ndarray:
-    """[23, 3] the mean body pose of the dataset's pose law with `pose_spread` (None: the
-    default) (axis-angle per joint): the chordal mean (element-wise mean of 100,000 drawn rotation
-    matrices projected back onto SO(3)) of each joint. The regressors' starting pose for
-    this data, as SPIN's `smpl_mean_params.npz` is the mean of its training poses."""
+    """[23, 3] the mean body pose (axis-angle per joint) of the dataset's pose law with
+    `pose_spread` (None: the default): the chordal mean (element-wise mean of 100,000
+    drawn rotation matrices projected back onto SO(3)) of each joint. The regressors'
+    starting pose for this data, as SPIN's `smpl_mean_params.npz` is the mean of its
+    training poses."""
     from smpl_jax import rotation  # JAX, float32: ample for a mean
 
     poses = sample_body_poses(np.random.default_rng(0), 100_000, pose_spread)
