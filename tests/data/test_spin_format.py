@@ -251,6 +251,42 @@ def test_to_example_follows_the_contract(data_dir):
     assert batch["image"].shape == (2, 224, 224, 3)
 
 
+def test_eval_scores_h36m_p1_with_spins_protocol(data_dir):
+    """`eval.py --datasets h36m_p1` reads the built valid_p1 split (p2: valid_p2) and the
+    standard evaluator compares the 14 LSP joints with `S`, centred on its pelvis: checked
+    against NumPy for a constant prediction (SPIN's protocol 1; the Procrustes half is
+    tested in test_metrics)."""
+    import jax
+    import jax.numpy as jnp
+
+    from hkmr_jax import eval_cli, eval_lib
+    from hkmr_jax.data import pipeline
+    from hkmr_jax.models import params
+    from smpl_jax import synthetic as builtin
+
+    assert eval_cli.DATASETS["h36m_p1"] == ("h36m", "valid_p1")
+    assert eval_cli.DATASETS["h36m_p2"] == ("h36m", "valid_p2")
+    source = pipeline.make_source(*eval_cli.DATASETS["h36m_p1"], {"data_dir": str(data_dir)})
+    body, regressor = builtin.load_builtin(), jnp.asarray(builtin.h36m_regressor())
+    n = len(CENTERS)
+    rest_upright = np.zeros((1, n, 24, 3), np.float32)
+    rest_upright[..., 0, 0] = np.pi
+    out = params.stack_outputs(
+        jnp.asarray(rest_upright), jnp.zeros((1, n, 10)), jnp.zeros((1, n, 3)), "axis_angle"
+    )
+    ctx = eval_lib.EvalContext(jax.jit(lambda images: out), body, regressor, n)
+    result = eval_lib.standard(ctx, source)
+
+    pred = np.asarray(eval_lib.predicted_j14(out, body, regressor), np.float64)  # [n, 14, 3]
+    raw = spin_format.load_split("h36m", "valid_p1", data_dir)
+    S = np.stack([raw[i]["S"] for i in range(n)]).astype(np.float64)
+    lsp14 = [*range(13), 18]  # SPIN's J24_TO_J14 (18: the H36M head); J24 slot 14: pelvis
+    truth = S[:, lsp14, :3] - S[:, 14:15, :3]
+    expected = np.linalg.norm(pred - truth, axis=-1).mean() * 1000
+    assert result["num_examples"] == n
+    np.testing.assert_allclose(result["mpjpe_mm"], expected, rtol=1e-5)
+
+
 def test_reading_needs_no_tensorflow(data_dir):
     spin_format.load_split("lsp", "test", data_dir)[0]
     assert "tensorflow" not in sys.modules
