@@ -233,6 +233,24 @@ def test_the_synthetic_pose_law_reaches_data_mean_pose_and_prior(tmp_path):
     assert config.prior_training.data.pose_spread is None
 
 
+def test_multihost_initialises_jax_distributed_first(tmp_path, monkeypatch):
+    """`config.multihost` calls `jax.distributed.initialize()` before anything else (here
+    it raises, so nothing is written); the configs leave it off."""
+    calls = []
+
+    def initialize():
+        calls.append(1)
+        raise KeyboardInterrupt("initialize called")  # not a RuntimeError: not swallowed
+
+    monkeypatch.setattr(jax.distributed, "initialize", initialize)
+    config = smoke_config()
+    config.multihost = True
+    with pytest.raises(KeyboardInterrupt, match="initialize called"):
+        train_lib.train_and_evaluate(config, tmp_path / "run")
+    assert calls == [1] and not (tmp_path / "run").exists()
+    assert load_config().multihost is False
+
+
 def test_config_variants():
     for name in ("hkmr", "hmr"):
         for variant in ("default", "smoke", "paper"):
