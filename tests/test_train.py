@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import struct
 import subprocess
 import sys
 import textwrap
@@ -56,11 +57,30 @@ def _env(**extra):
     return env
 
 
-def test_resume_continues_exactly(tmp_path):
+def event_tags(directory) -> set[str]:
+    """The scalar tags of the TensorBoard event files in `directory` (TFRecord framing:
+    length u64, its CRC u32, the Event proto, its CRC u32), read without TensorFlow."""
+    from tensorboardX.proto import event_pb2
+
+    tags = set()
+    for path in Path(directory).glob("events.out.tfevents.*"):
+        data, i = path.read_bytes(), 0
+        while i < len(data):
+            (n,) = struct.unpack("<Q", data[i : i + 8])
+            event = event_pb2.Event.FromString(data[i + 12 : i + 12 + n])
+            tags |= {value.tag for value in event.summary.value}
+            i += 12 + n + 4
+    return tags
+
+
+def test_resume_continues_exactly(tmp_path, capsys):
     config = smoke_config()
     with_evals = smoke_config()
     with_evals.evals = [{"name": "standard", "limit": 8}]  # a bookkeeping field
     full = train_lib.train_and_evaluate(with_evals, tmp_path / "full")
+    summary = capsys.readouterr().out
+    assert re.search(r"steps 0 → 6 in [\d.]+ s", summary), summary
+    assert "final: " in summary and "eval: synthetic_test_standard/mpjpe_mm" in summary
     first = train_lib.train_and_evaluate(config, tmp_path / "split", stop_after=3)
     second = train_lib.train_and_evaluate(config, tmp_path / "split")
 
@@ -88,7 +108,11 @@ def test_resume_continues_exactly(tmp_path):
     assert 0 < full["eval/synthetic_test_standard/mpjpe_mm"] < 2000
     assert full["eval/synthetic_test_standard/num_examples"] == 8
     assert json.loads((tmp_path / "full" / "config.json").read_text())["num_steps"] == 6
-    assert list((tmp_path / "full" / "tb").glob("events.out.tfevents.*"))
+    tags = event_tags(tmp_path / "full" / "tb")
+    for tag in ("train/loss", "train/smpl_pose", "train/joints_3d", "train/keypoints",
+                "train/learning_rate", "train/images_per_sec",
+                "eval/synthetic_test_standard/mpjpe_mm"):  # fmt: skip
+        assert tag in tags, (tag, sorted(tags))
 
     # A damaged newest step is skipped with a warning; the previous one is restored.
     for path in (tmp_path / "split" / "checkpoints" / "6").rglob("*"):
