@@ -63,6 +63,7 @@ def test_standard_is_zero_for_the_truth_and_matches_a_direct_computation(body):
     result = eval_lib.run_evaluator("standard", ctx, source)
     assert result["num_examples"] == 5
     assert result["mpjpe_mm"] < 1e-3 and result["pa_mpjpe_mm"] < 1e-3
+    assert 0 < result["seconds_per_image"] < 10  # timed prediction, reported per image
     ctx = eval_lib.EvalContext(_constant_predictor(1.5, []), b, reg, batch_size=2)
     result = eval_lib.evaluate(ctx, source)
     pose, betas = _params(1.5)
