@@ -364,8 +364,13 @@ def _read_gmm_pickle(path: str) -> dict:
         ) from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a dict of numpy arrays, found {type(raw).__name__}.")
-    return {k: safe_pickle.plain(v, path) for k, v in raw.items() if k in ("means", "covars",
-                                                                          "weights")}  # fmt: skip
+    arrays = {}
+    for key in ("means", "covars", "weights"):
+        if key in raw:
+            if not safe_pickle.is_array(raw[key]):
+                raise ValueError(f"{path}: '{key}' is not a numpy array.")
+            arrays[key] = safe_pickle.to_array(raw[key], path)
+    return arrays
 
 
 def load_gmm_prior(path, dtype=jnp.float32) -> GMMPrior:

@@ -80,11 +80,6 @@ class _Converter:
             raise ValueError(f"unsupported object {value.name}")
         if isinstance(value, bool | int | float | str | bytes) or value is None:
             return np.asarray(value)
-        if isinstance(value, list | tuple):
-            out = np.asarray(safe_pickle.plain(value, self.source))
-            if out.dtype.kind not in "biufcSU":
-                raise ValueError("a list that is not an array of numbers")
-            return out
         raise ValueError(f"a {type(value).__name__} is not an array")
 
     def chumpy(self, record, depth: int) -> np.ndarray:

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import types
 import zipfile
+from pathlib import Path
 from typing import ClassVar
 
 import jax
@@ -541,3 +542,40 @@ def test_npz_with_pickled_object_arrays_is_refused(tmp_path, smpl_arrays):
     with pytest.raises(ValueError, match=re.escape(str(path))):
         smpl_jax.load(path)
     assert zipfile.is_zipfile(path)
+
+
+# --------------------------------------------------------------------------------------
+# Pickles written by chumpy itself (tests/fixtures/make_chumpy_fixtures.py)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.mark.parametrize("num_betas", [10, 300])
+def test_pickle_written_by_chumpy_equals_its_npz_twin(num_betas):
+    """The official layout as chumpy wrote it (`Ch` with a pickled set, `Select`, csc under
+    scipy's old and new paths) loads without chumpy, array for array equal to its twin."""
+    pkl, npz = (FIXTURES / f"chumpy_smpl_{num_betas}{ext}" for ext in (".pkl", ".npz"))
+    data = pkl.read_bytes()
+    assert b"chumpy.ch\nCh\n" in data and b"__builtin__\nset\n" in data
+    assert "chumpy" not in sys.modules
+    from_pickle, from_npz = load_arrays(pkl), load_arrays(npz)
+    assert sorted(from_pickle) == sorted(from_npz)
+    for key, value in from_npz.items():
+        assert from_pickle[key].dtype == value.dtype, key
+        np.testing.assert_array_equal(from_pickle[key], value, key)
+    assert_models_identical(smpl_jax.load(pkl, num_betas), smpl_jax.load(npz, num_betas))
+
+
+@pytest.mark.parametrize("num_betas", [10, 300])
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-6), ("float32", 2e-5)])
+def test_pickle_written_by_chumpy_gives_smplx_vertices_and_joints(num_betas, dtype, rtol):
+    """Golden values: smplx 0.1.28 (with real chumpy) on the same file, float64."""
+    golden = np.load(FIXTURES / f"chumpy_smpl_{num_betas}_smplx_golden.npz")
+    with jax.enable_x64(dtype == "float64"):
+        body = smpl_jax.load(FIXTURES / f"chumpy_smpl_{num_betas}.pkl", num_betas, dtype)
+        out = body(**{k: jnp.asarray(golden[k], dtype)
+                      for k in ("betas", "body_pose", "global_orient", "transl")})  # fmt: skip
+        for key in ("vertices", "joints"):
+            got, want = np.asarray(getattr(out, key), np.float64), golden[key]
+            scale = np.abs(want).max()
+            assert np.abs(got - want).max() <= rtol * scale, (key, np.abs(got - want).max())

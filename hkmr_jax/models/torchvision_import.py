@@ -50,6 +50,7 @@ import struct
 import sys
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -428,40 +429,55 @@ def _load_legacy(path: str) -> Any:
     return _materialise(obj, path)
 
 
-def _materialise(obj: Any, path: str, depth: int = 0, active: frozenset = frozenset()) -> Any:
+def _materialise(obj: Any, path: str) -> Any:
     """Replaces every `_TensorRef` in nested dicts / lists / tuples by a NumPy array; an
     OrderedDict record becomes an OrderedDict (its BUILD state, torch's `_metadata`, is
-    dropped). Self-references and nesting deeper than `safe_pickle.MAX_DEPTH` are refused."""
-    if depth > safe_pickle.MAX_DEPTH:
-        raise CheckpointFormatError(f"{path}: nested deeper than {safe_pickle.MAX_DEPTH} levels")
-    if isinstance(obj, _TensorRef):
-        base = obj.storage.array()
-        itemsize = base.dtype.itemsize
-        if 0 in obj.size:
-            return np.zeros(obj.size, base.dtype)
-        # Bounds were checked in _rebuild_tensor, so this view stays inside the storage.
-        view = np.lib.stride_tricks.as_strided(
-            base[obj.offset :],
-            shape=obj.size,
-            strides=tuple(s * itemsize for s in obj.stride),
-            writeable=False,
-        )
-        return np.array(view)  # own, contiguous copy
-    if isinstance(obj, safe_pickle.Obj):
-        if obj.name != _ORDERED_DICT.name or obj.args not in ((), ([],)) or obj.appended:
-            raise CheckpointFormatError(f"{path}: unexpected {obj.name} in a checkpoint")
-        converted = _materialise(obj.items, path, depth, active)
-        return collections.OrderedDict(converted)
-    if not isinstance(obj, dict | list | tuple):
-        return obj
-    if id(obj) in active:
-        # A pickle can build self-referencing containers; a state dict never is one.
-        raise CheckpointFormatError(f"{path}: checkpoint contains a self-referencing container")
-    active = active | {id(obj)}
-    if isinstance(obj, dict):
-        return {k: _materialise(v, path, depth + 1, active) for k, v in obj.items()}
-    values = [_materialise(v, path, depth + 1, active) for v in obj]
-    return values if isinstance(obj, list) else tuple(values)
+    dropped). Self-references and nesting deeper than `safe_pickle.MAX_DEPTH` are refused;
+    each object is converted once, so shared references cost no more than the file."""
+    done: dict[int, Any] = {}
+
+    def convert(obj: Any, depth: int, active: frozenset) -> Any:
+        if depth > safe_pickle.MAX_DEPTH:
+            raise CheckpointFormatError(
+                f"{path}: nested deeper than {safe_pickle.MAX_DEPTH} levels"
+            )
+        if not isinstance(obj, _TensorRef | safe_pickle.Obj | dict | list | tuple):
+            return obj
+        if id(obj) in done:
+            return done[id(obj)]
+        if id(obj) in active:
+            # A pickle can build self-referencing containers; a state dict never is one.
+            raise CheckpointFormatError(f"{path}: checkpoint contains a self-referencing value")
+        active = active | {id(obj)}
+        if isinstance(obj, _TensorRef):
+            out = _tensor_array(obj)
+        elif isinstance(obj, safe_pickle.Obj):
+            if obj.name != _ORDERED_DICT.name or obj.args not in ((), ([],)) or obj.appended:
+                raise CheckpointFormatError(f"{path}: unexpected {obj.name} in a checkpoint")
+            out = collections.OrderedDict(convert(obj.items, depth, active))
+        elif isinstance(obj, dict):
+            out = {k: convert(v, depth + 1, active) for k, v in obj.items()}
+        else:
+            values = [convert(v, depth + 1, active) for v in obj]
+            out = values if isinstance(obj, list) else tuple(values)
+        done[id(obj)] = out
+        return out
+
+    return convert(obj, 0, frozenset())
+
+
+def _tensor_array(ref: _TensorRef) -> np.ndarray:
+    """A tensor's own, contiguous copy (bounds were checked in `_rebuild_tensor`)."""
+    base = ref.storage.array()
+    if 0 in ref.size:
+        return np.zeros(ref.size, base.dtype)
+    view = np.lib.stride_tricks.as_strided(
+        base[ref.offset :],
+        shape=ref.size,
+        strides=tuple(s * base.dtype.itemsize for s in ref.stride),
+        writeable=False,
+    )
+    return np.array(view)
 
 
 def _download_hint(arch: str | None) -> str:
@@ -499,7 +515,13 @@ def load_torch_checkpoint(path: str | os.PathLike) -> Any:
     with open(path, "rb") as f:
         head = f.read(4)
     if head == b"PK\x03\x04":
-        return _load_zip(path)
+        try:
+            return _load_zip(path)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
+            raise CheckpointFormatError(
+                f"{path}: a damaged zip archive ({e}); the file may be truncated: download "
+                "it again"
+            ) from None
     if tarfile.is_tarfile(path):
         raise CheckpointFormatError(
             f"{path} uses the tar-based format of the earliest torch releases, which this "

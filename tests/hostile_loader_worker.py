@@ -1,0 +1,65 @@
+"""Runs file loaders over hostile files in this (child) process; prints one JSON report.
+
+    python tests/hostile_loader_worker.py CASES.json
+
+CASES.json: [[loader, path], ...] with loader one of `smpl`, `gmm`, `torch`. For each
+case: the exception's type and message (or "ok"). At the end: whether numpy's Python
+functions and dtype machinery are unchanged, and the peak resident memory growth. A
+crash (segfault) ends the process: the parent sees the last case started in stderr.
+"""
+
+import json
+import resource
+import sys
+import types
+
+import numpy as np
+
+
+def _numpy_fingerprint():
+    """What a pickle could change in numpy: functions' defaults and attributes."""
+    out = {}
+    for module in (np, np.lib.stride_tricks, np._core.multiarray, np._core.numeric):
+        for name, value in sorted(vars(module).items()):
+            if isinstance(value, types.FunctionType):
+                out[f"{module.__name__}.{name}"] = repr(
+                    (value.__defaults__, value.__kwdefaults__, sorted(vars(value)))
+                )
+    out["dtype.reduce"] = repr(np.dtype("<f8").__reduce__())
+    out["arange"] = repr(np.arange(3.0) * 2)
+    return out
+
+
+def main(cases_path):
+    import smpl_jax
+    from hkmr_jax import smplify
+    from hkmr_jax.models import torchvision_import
+
+    loaders = {
+        "smpl": smpl_jax.load,
+        "gmm": smplify.load_gmm_prior,
+        "torch": torchvision_import.load_torch_checkpoint,
+    }
+    with open(cases_path) as f:
+        cases = json.load(f)
+    before = _numpy_fingerprint()
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    results = []
+    for loader, path in cases:
+        print(f"case {loader} {path}", file=sys.stderr, flush=True)
+        try:
+            loaders[loader](path)
+            results.append(["ok", ""])
+        except BaseException as e:
+            results.append([type(e).__name__, str(e)[:2000]])
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    report = {
+        "results": results,
+        "numpy_unchanged": _numpy_fingerprint() == before,
+        "peak_growth_mib": (peak - base_rss) / 1024,
+    }
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
