@@ -344,3 +344,18 @@ def test_smpl_npz_with_strings_names_file_and_key(tmp_path, smpl_arrays):
     _npz(tmp_path / "d.npz", {"v_template": npy_bytes((10**8, 3))})
     with pytest.raises(array_files.ArrayFileError, match=r"d\.npz \(key 'v_template'\)"):
         smpl_jax.load(tmp_path / "d.npz")
+
+
+def test_other_user_array_files_name_file_and_key(tmp_path):
+    from hkmr_jax import fit_store
+    from hkmr_jax.models import params, pose_prior
+
+    np.save(tmp_path / "fits.npy", np.full((3, 82), "x"))
+    with pytest.raises(ValueError, match=r"fits\.npy holds <U1 values"):
+        fit_store.load_spin_static_fits(tmp_path / "fits.npy")
+    np.savez(tmp_path / "mean.npz", pose=np.zeros(144), shape=np.zeros(10), cam=np.zeros((3, 1)))
+    with pytest.raises(ValueError, match=r"mean\.npz: 'cam' has shape \(3, 1\), expected \(3,\)"):
+        params.MeanParams.from_spin_npz(tmp_path / "mean.npz")
+    np.savez(tmp_path / "seq.npz", poses=np.array([[None] * 156], dtype=object))
+    with pytest.raises(array_files.ArrayFileError, match=r"seq\.npz \(key 'poses'\): dtype obj"):
+        pose_prior.load_amass_poses([tmp_path / "seq.npz"])
