@@ -74,6 +74,9 @@ OPENPOSE_RESCALE = 1.2
 #: the viewer): a 180° rotation about x.
 CAMERA_TO_VIEWER = np.diag([1.0, -1.0, -1.0])
 
+#: Largest `--render_size` (a 4096² picture is 50 MB as RGB, its float32 crop 200 MB).
+MAX_RENDER_SIZE = 4096
+
 _PROG = "hkmr-demo"
 
 
@@ -711,8 +714,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error(f"--batch_size must be positive, got {args.batch_size}.")
-    if args.render_size < 16:
-        parser.error(f"--render_size must be at least 16 pixels, got {args.render_size}.")
+    if not 16 <= args.render_size <= MAX_RENDER_SIZE:
+        # The pictures (and their float32 crops) grow with its square.
+        parser.error(f"--render_size must be 16 to {MAX_RENDER_SIZE} pixels, got "
+                     f"{args.render_size}.")  # fmt: skip
     try:
         images = list_images(args.image)
         if args.openpose is not None:

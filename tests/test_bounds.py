@@ -359,3 +359,11 @@ def test_other_user_array_files_name_file_and_key(tmp_path):
     np.savez(tmp_path / "seq.npz", poses=np.array([[None] * 156], dtype=object))
     with pytest.raises(array_files.ArrayFileError, match=r"seq\.npz \(key 'poses'\): dtype obj"):
         pose_prior.load_amass_poses([tmp_path / "seq.npz"])
+
+
+def test_demo_render_size_is_bounded(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        demo.main(["--workdir", str(tmp_path), "--image", str(tmp_path / "a.png"), "--out",
+                   str(tmp_path / "out"), "--render_size", "100000"])  # fmt: skip
+    assert e.value.code == 2
+    assert "--render_size must be 16 to 4096 pixels, got 100000" in capsys.readouterr().err

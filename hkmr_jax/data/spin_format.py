@@ -756,13 +756,18 @@ class SpinFormat(tfds.core.GeneratorBasedBuilder):
         def one(i):
             try:
                 path = image_path(image_dir, records["imgname"][i], row=i, npz_path=npz_path)
-                image = read_image(path)
+                with open_image(path) as im:  # the box is checked before decoding
+                    box_size = (im.height, im.width)
             except ValueError as e:
                 raise ValueError(f"{e} (row {i} of {npz_path})") from e
             try:
-                return i, make_record(records, i, image)
+                check_box(records["center"][i], records["scale"][i], box_size)
             except ValueError as e:
                 raise ValueError(f"{npz_path}: row {i} (image {path}): {e}") from e
+            try:
+                return i, make_record(records, i, read_image(path))
+            except ValueError as e:
+                raise ValueError(f"{e} (row {i} of {npz_path})") from e
 
         n = len(records["imgname"])
         rows = _ordered_map(one, range(n), self._num_workers)
