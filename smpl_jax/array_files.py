@@ -56,6 +56,11 @@ def _header(fp, source: str):
 
 
 def _check_size(shape, dtype, present: int, source: str) -> None:
+    if dtype.itemsize == 0 and math.prod(shape) != 0:  # 10^12 empty strings cost no bytes
+        raise ArrayFileError(
+            f"{source}: {list(shape)} elements of zero-size dtype {dtype}; not a real "
+            "array (the file is corrupt or crafted)."
+        )
     declared = math.prod(shape) * dtype.itemsize
     if declared != present:
         raise ArrayFileError(
@@ -135,7 +140,8 @@ def load_npz(path) -> dict[str, np.ndarray]:
         raise ArrayFileError(f"file not found: {path}.") from None
     except zipfile.BadZipFile as e:
         raise ArrayFileError(f"{path}: not an .npz (zip) archive ({e}); {fix}") from None
-    except (OSError, ValueError, EOFError, KeyError, zipfile.LargeZipFile) as e:
+    # RuntimeError: an encrypted member; NotImplementedError: an unknown compression.
+    except (OSError, ValueError, EOFError, KeyError, RuntimeError, NotImplementedError) as e:
         raise ArrayFileError(f"{path}: cannot read it ({type(e).__name__}: {e}); {fix}") from None
 
 

@@ -367,3 +367,19 @@ def test_demo_render_size_is_bounded(tmp_path, capsys):
                    str(tmp_path / "out"), "--render_size", "100000"])  # fmt: skip
     assert e.value.code == 2
     assert "--render_size must be 16 to 4096 pixels, got 100000" in capsys.readouterr().err
+
+
+def test_npz_members_that_cost_nothing_to_declare_are_refused(tmp_path):
+    # 10^12 zero-size strings: no bytes, but a loop over them would never end.
+    _npz(tmp_path / "z.npz", {"imgname": npy_bytes((10**12,), "<U0")})
+    with pytest.raises(array_files.ArrayFileError, match=r"z\.npz \(key 'imgname'\).*zero-size"):
+        array_files.load_npz(tmp_path / "z.npz")
+    # A member in a compression zipfile cannot read is one message too.
+    np.savez(tmp_path / "c.npz", a=np.ones(3))
+    data = bytearray((tmp_path / "c.npz").read_bytes())
+    for sig, at in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):  # method field: 99
+        pos = data.index(sig) + at
+        data[pos : pos + 2] = (99).to_bytes(2, "little")
+    (tmp_path / "c.npz").write_bytes(bytes(data))
+    with pytest.raises(array_files.ArrayFileError, match=r"c\.npz: cannot read it"):
+        array_files.load_npz(tmp_path / "c.npz")
