@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import pickle
 from typing import Any, NamedTuple
 
 import jax
@@ -56,8 +55,7 @@ import optax
 
 import smpl_jax
 from hkmr_jax import geometry
-from smpl_jax import io as smpl_io
-from smpl_jax import rotation, skeleton
+from smpl_jax import rotation, safe_pickle, skeleton
 
 __all__ = [
     "ANGLE_PRIOR_INDICES",
@@ -326,6 +324,9 @@ def gmm_from_arrays(means, covars, weights, *, dtype=jnp.float32, source: str = 
     if means.ndim != 2:
         raise ValueError(f"{source}: 'means' has shape {means.shape}, expected (M, D).")
     m, d = means.shape
+    if not (1 <= m <= 256 and 1 <= d <= 1024):
+        raise ValueError(f"{source}: a GMM of {m} components of {d} dimensions; SMPLify's has "
+                         "8 of 69 (at most 256 of 1024 are accepted).")  # fmt: skip
     if covars.shape != (m, d, d):
         raise ValueError(f"{source}: 'covars' has shape {covars.shape}, expected {(m, d, d)}.")
     weights = weights.reshape(-1)
@@ -349,21 +350,22 @@ def gmm_from_arrays(means, covars, weights, *, dtype=jnp.float32, source: str = 
     return GMMPrior(*(jnp.asarray(a, dtype) for a in (means, precisions, offsets)))
 
 
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Admits numpy's array and dtype reconstructors only; refuses every other global."""
-
-    def __init__(self, file, path):
-        super().__init__(file, encoding="latin1")
-        self._path = path
-
-    def find_class(self, module, name):
-        if (module, name) in smpl_io.NUMPY_PICKLE_GLOBALS:
-            return smpl_io.NUMPY_PICKLE_GLOBALS[(module, name)]()
-        raise smpl_io.UnsafePickleError(
-            f"{self._path}: refusing to load global '{module}.{name}'. A GMM prior file "
-            "holds only numpy arrays; this file is not one (or was tampered with), and "
-            "nothing in it has been run."
-        )
+def _read_gmm_pickle(path: str) -> dict:
+    """The dict of a GMM pickle, read as data (`smpl_jax.safe_pickle`; numpy only)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    admitted = {**safe_pickle.NUMPY, **safe_pickle.BUILTINS}
+    try:
+        raw = safe_pickle.load(data, admitted, source=path)
+    except safe_pickle.UnsafePickleError as e:
+        raise safe_pickle.UnsafePickleError(
+            f"{e} A GMM prior file holds only numpy arrays; this file is not one (or was "
+            "tampered with)."
+        ) from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a dict of numpy arrays, found {type(raw).__name__}.")
+    return {k: safe_pickle.plain(v, path) for k, v in raw.items() if k in ("means", "covars",
+                                                                          "weights")}  # fmt: skip
 
 
 def load_gmm_prior(path, dtype=jnp.float32) -> GMMPrior:
@@ -384,18 +386,15 @@ def load_gmm_prior(path, dtype=jnp.float32) -> GMMPrior:
             "(http://smplify.is.tue.mpg.de); or use pose_prior='vae' / 'none'."
         )
     try:
-        with open(path, "rb") as f:
-            raw = _NumpyOnlyUnpickler(f, path).load()
-    except smpl_io.UnsafePickleError:
+        raw = _read_gmm_pickle(path)
+    except safe_pickle.UnsafePickleError:
         raise
-    except (pickle.UnpicklingError, EOFError, OSError, ValueError, KeyError, TypeError,
-            IndexError, AttributeError, MemoryError) as e:  # fmt: skip
+    except (ValueError, OSError) as e:
+        detail = str(e).replace(f"{path}: ", "")
         raise ValueError(
-            f"{path}: cannot read this GMM prior file ({type(e).__name__}: {e}); it may be "
-            "truncated or corrupt: download it again."
-        ) from e
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a dict of numpy arrays, found {type(raw).__name__}.")
+            f"{path}: cannot read this GMM prior file ({detail}); it may be truncated or "
+            "corrupt: download it again."
+        ) from None
     missing = [k for k in ("means", "covars", "weights") if k not in raw]
     if missing:
         raise ValueError(f"{path}: missing key(s) {missing}; found {sorted(map(str, raw))}.")

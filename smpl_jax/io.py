@@ -1,16 +1,15 @@
 """Reading and writing SMPL-format model files.
 
 Official SMPL `.pkl` files are Python 2 pickles of chumpy objects, scipy sparse matrices
-and numpy arrays. Unpickling runs whatever callables a file names, so they are read with a
-restricted unpickler: only numpy's array/dtype reconstructors and local stand-ins for the
-chumpy and scipy.sparse classes are admitted; any other global is refused before anything
-from the file runs. Neither chumpy nor scipy is needed.
+and numpy arrays. They are read as data by `smpl_jax.safe_pickle` (nothing in the file is
+run; chumpy and scipy objects become records of their fields), then converted here:
+a `Ch` is its `x`, a `Select` is `a.ravel()[idxs]`, a csc/csr matrix is made dense.
+Neither chumpy nor scipy is needed.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 import tempfile
 import zipfile
 from collections.abc import Mapping
@@ -20,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from smpl_jax import array_files, skeleton
+from smpl_jax import array_files, safe_pickle, skeleton
 from smpl_jax.model import SMPL
 
 REQUIRED_KEYS = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights",
@@ -34,129 +33,146 @@ _WHERE_FROM = (
 )
 
 
-class _ChumpyStandIn:
-    """Holds the pickled `__dict__` of any chumpy object; `to_array` reads its value."""
+#: Dense float64 bytes that a file's sparse matrices may expand to, beyond 2 × its size.
+SPARSE_SLACK_BYTES = 8 * 2**20
 
-    def __init__(self, *args, **kwargs):
-        self.state = {}
+_SPARSE_CLASSES = {
+    (f"scipy.sparse.{m}", f"{fmt}_{kind}"): safe_pickle.Admitted(f"scipy.sparse.{fmt}")
+    for fmt in ("csc", "csr")
+    for m in (fmt, f"_{fmt}")
+    for kind in ("matrix", "array")
+}
 
-    def __setstate__(self, state):
-        self.state = state if isinstance(state, dict) else {"_raw": state}
 
-    def to_array(self) -> np.ndarray:
-        state = self.state
+def _admit(module: str, name: str):
+    """The globals of SMPL-family pickles: numpy, Python 2/3 data, chumpy, scipy.sparse."""
+    if module == "chumpy" or module.startswith("chumpy."):
+        return safe_pickle.Admitted(f"{module}.{name}")  # any chumpy object, as a record
+    key = (module, name)
+    return safe_pickle.NUMPY.get(key) or safe_pickle.BUILTINS.get(key) or _SPARSE_CLASSES.get(key)
+
+
+class _Converter:
+    """Turns the records of one SMPL pickle into dense numpy arrays, within a budget."""
+
+    def __init__(self, source: str, file_size: int):
+        self.source = source
+        self.sparse_budget = 2 * file_size + SPARSE_SLACK_BYTES
+
+    def state(self, record) -> dict:
+        state = record.state
+        if isinstance(state, tuple) and len(state) == 2 and isinstance(state[0], dict):
+            state = state[0]  # (__dict__, slots)
+        if not isinstance(state, dict):
+            raise ValueError(f"a {record.name} record without its fields")
+        return state
+
+    def array(self, value, depth: int = 0) -> np.ndarray:
+        if depth > safe_pickle.MAX_DEPTH:
+            raise ValueError(f"chumpy objects nested deeper than {safe_pickle.MAX_DEPTH} levels")
+        if safe_pickle.is_array(value):
+            return safe_pickle.to_array(value, self.source)
+        if isinstance(value, safe_pickle.Obj):
+            if value.name.startswith("chumpy."):
+                return self.chumpy(value, depth)
+            if value.name.startswith("scipy.sparse."):
+                return self.sparse(value)
+            raise ValueError(f"unsupported object {value.name}")
+        if isinstance(value, bool | int | float | str | bytes) or value is None:
+            return np.asarray(value)
+        if isinstance(value, list | tuple):
+            out = np.asarray(safe_pickle.plain(value, self.source))
+            if out.dtype.kind not in "biufcSU":
+                raise ValueError("a list that is not an array of numbers")
+            return out
+        raise ValueError(f"a {type(value).__name__} is not an array")
+
+    def chumpy(self, record, depth: int) -> np.ndarray:
+        state = self.state(record)
         if "x" in state:  # chumpy.ch.Ch: the array itself
-            return _to_array(state["x"])
+            return self.array(state["x"], depth + 1)
         if {"a", "idxs"} <= state.keys():  # chumpy.reordering.Select: a.ravel()[idxs]
-            out = _to_array(state["a"]).ravel()[np.asarray(state["idxs"])]
+            values = self.array(state["a"], depth + 1).ravel()
+            idxs = self.array(state["idxs"], depth + 1)
+            inside = not idxs.size or 0 <= idxs.min() <= idxs.max() < values.size
+            if idxs.dtype.kind not in "iu" or not inside:
+                raise ValueError(f"a chumpy Select with indices outside its {values.size} values")
+            out = values[idxs.ravel()]
             shape = state.get("preferred_shape")
-            return out.reshape(shape) if shape is not None else out
-        raise ValueError(f"unsupported chumpy object with fields {sorted(state)}")
+            return out.reshape(tuple(shape)) if isinstance(shape, tuple | list) else out
+        raise ValueError(f"unsupported chumpy object {record.name} with fields "
+                         f"{sorted(map(str, state))[:8]}")  # fmt: skip
 
-
-class _SparseStandIn:
-    """Holds a pickled scipy.sparse csc/csr matrix; `to_array` makes it dense."""
-
-    default_format = "csc"  # recent scipy no longer pickles 'format': the class says it
-
-    def __init__(self, *args, **kwargs):
-        self.state = {}
-
-    def __setstate__(self, state):
-        self.state = state
-
-    def to_array(self) -> np.ndarray:
-        s = self.state
-        shape = tuple(s.get("_shape", s.get("shape")))
-        data, indices, indptr = (np.asarray(s[k]) for k in ("data", "indices", "indptr"))
-        fmt = s.get("format", self.default_format)
+    def sparse(self, record) -> np.ndarray:
+        s = self.state(record)
+        shape = s.get("_shape", s.get("shape"))
+        if not (isinstance(shape, tuple) and len(shape) == 2
+                and all(isinstance(n, int) and n >= 0 for n in shape)):  # fmt: skip
+            raise ValueError("a sparse matrix without a valid 2-D shape")
+        data, indices, indptr = (self.array(s.get(k)) for k in ("data", "indices", "indptr"))
+        fmt = s.get("format", record.name.rsplit(".", 1)[1])
         if fmt not in ("csc", "csr"):
             raise ValueError(f"unsupported sparse format {fmt!r}")
-        major = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+        n_major, n_minor = shape[::-1] if fmt == "csc" else shape
+        nbytes = shape[0] * shape[1] * 8
+        if nbytes > self.sparse_budget:
+            raise ValueError(
+                f"a sparse matrix of shape {shape} would take {nbytes / 2**20:.0f} MiB dense, "
+                "more than a SMPL file of this size can hold"
+            )
+        self.sparse_budget -= nbytes
+        if indices.dtype.kind not in "iu" or indptr.dtype.kind not in "iu":
+            raise ValueError("a sparse matrix with non-integer index arrays")
+        indices, indptr = indices.astype(np.int64), indptr.astype(np.int64)
+        inside = not indices.size or 0 <= indices.min() <= indices.max() < n_minor
+        ordered = indptr.shape == (n_major + 1,) and indptr[0] == 0 and indptr[-1] == len(data)
+        if (data.dtype.kind not in "biuf" or data.ndim != 1 or data.shape != indices.shape
+                or not ordered or np.any(np.diff(indptr) < 0) or not inside):  # fmt: skip
+            raise ValueError(f"the sparse matrix's index arrays do not fit its shape {shape}")
+        major = np.repeat(np.arange(n_major), np.diff(indptr))
         rows, cols = (indices, major) if fmt == "csc" else (major, indices)
         dense = np.zeros(shape, dtype=np.result_type(data.dtype, np.float64))
-        try:
-            np.add.at(dense, (rows, cols), data)  # duplicates add up, as in scipy
-        except IndexError as e:
-            raise ValueError(f"sparse matrix indices do not fit its shape {shape}") from e
+        np.add.at(dense, (rows, cols), data)  # duplicates add up, as in scipy
         return dense
 
 
-class _CsrStandIn(_SparseStandIn):
-    default_format = "csr"
+#: A pickle asked for behaviour: refused before anything in it ran.
+UnsafePickleError = safe_pickle.UnsafePickleError
 
 
-def _latin1_encode(text, encoding="latin1"):
-    """Python 3 pickles bytes at protocol 2 as `_codecs.encode(str, 'latin1')`; allow only that."""
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise UnsafePickleError("_codecs.encode is allowed only to turn str into latin-1 bytes")
-    return text.encode("latin1")
-
-
-class UnsafePickleError(pickle.UnpicklingError):
-    """A pickle names a global that its kind of file never needs: refused, nothing run."""
-
-
-def _numpy_global(name):
-    from numpy._core import multiarray, numeric  # numpy ≥ 2
-
-    return {"_reconstruct": multiarray._reconstruct, "scalar": multiarray.scalar,
-            "_frombuffer": numeric._frombuffer}[name]  # fmt: skip
-
-
-#: (module, name) → factory of the globals that pickled numpy arrays (and Python 3's
-#: protocol-2 bytes) need: all a pickle of plain arrays may name. Shared with
-#: `hkmr_jax.smplify`'s GMM loader.
-NUMPY_PICKLE_GLOBALS = {
-    **{(m, n): (lambda n=n: _numpy_global(n))
-       for m in ("numpy.core.multiarray", "numpy._core.multiarray")
-       for n in ("_reconstruct", "scalar")},
-    **{(m, "_frombuffer"): (lambda: _numpy_global("_frombuffer"))
-       for m in ("numpy.core.numeric", "numpy._core.numeric")},
-    ("numpy", "ndarray"): lambda: np.ndarray,
-    ("numpy", "dtype"): lambda: np.dtype,
-    ("_codecs", "encode"): lambda: _latin1_encode,
-}  # fmt: skip
-
-_ALLOWED = {
-    **NUMPY_PICKLE_GLOBALS,
-    ("copy_reg", "_reconstructor"): lambda: __import__("copyreg")._reconstructor,
-    ("copyreg", "_reconstructor"): lambda: __import__("copyreg")._reconstructor,
-    ("__builtin__", "object"): lambda: object,
-    ("builtins", "object"): lambda: object,
-    **{(f"scipy.sparse.{m}", "csc_matrix"): (lambda: _SparseStandIn) for m in ("csc", "_csc")},
-    **{(f"scipy.sparse.{m}", "csr_matrix"): (lambda: _CsrStandIn) for m in ("csr", "_csr")},
-}  # fmt: skip
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file, path):
-        super().__init__(file, encoding="latin1")
-        self._path = path
-
-    def find_class(self, module, name):
-        if module == "chumpy" or module.startswith("chumpy."):
-            return _ChumpyStandIn
-        if (module, name) in _ALLOWED:
-            return _ALLOWED[(module, name)]()
+def _read_pickle(path: Path) -> dict[str, np.ndarray]:
+    data = path.read_bytes()
+    try:
+        raw = safe_pickle.load(data, _admit, source=str(path))
+    except safe_pickle.UnsafePickleError as e:
         raise UnsafePickleError(
-            f"{self._path}: refusing to load global '{module}.{name}'. A SMPL model file "
-            "holds only numpy arrays, scipy sparse matrices and chumpy arrays; this file "
-            "is not one (or was tampered with), and nothing in it has been run."
-        )
-
-
-def _to_array(value) -> np.ndarray:
-    if isinstance(value, _ChumpyStandIn | _SparseStandIn):
-        return value.to_array()
-    return np.asarray(value)
+            f"{e} A SMPL model file holds only numpy arrays, scipy sparse matrices and "
+            "chumpy arrays; this file is not one (or was tampered with)."
+        ) from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"expected a dict of arrays, found {type(raw).__name__}")
+    convert = _Converter(str(path), len(data))
+    arrays = {}
+    for key, value in raw.items():
+        if not isinstance(key, str):
+            continue
+        try:
+            arrays[key] = convert.array(value)
+        except ValueError as e:
+            if key in REQUIRED_KEYS:
+                raise ValueError(f"key '{key}': {e}") from None
+    return arrays
 
 
 def load_arrays(path) -> dict[str, np.ndarray]:
     """Read the arrays of a SMPL-format `.pkl` or `.npz` file, without validating them.
 
+    `.pkl` files are read by `smpl_jax.safe_pickle` (no chumpy or scipy needed; nothing
+    in the file is run); memory stays within a small multiple of the file's size.
+
     Returns:
-      {key: np.ndarray}, sparse and chumpy values converted to dense numpy arrays.
+      {key: np.ndarray}, sparse and chumpy values converted to dense numpy arrays (values
+      that are not arrays, such as a dict of training information, are left out).
     """
     path = Path(path)
     if not path.is_file():
@@ -166,28 +182,16 @@ def load_arrays(path) -> dict[str, np.ndarray]:
         if suffix == ".npz":
             return array_files.load_npz(path)
         if suffix == ".pkl":
-            with open(path, "rb") as f:
-                raw = _RestrictedUnpickler(f, path).load()
-            if not isinstance(raw, dict):
-                raise ValueError(f"expected a dict of arrays, found {type(raw).__name__}")
-            arrays = {}
-            for key, value in raw.items():
-                try:
-                    arrays[key] = _to_array(value)
-                except ValueError as e:
-                    if key in REQUIRED_KEYS:
-                        raise ValueError(f"key '{key}': {e}") from e
-            return arrays
+            return _read_pickle(path)
     except (UnsafePickleError, FileNotFoundError, array_files.ArrayFileError):
         raise
-    except (
-        pickle.UnpicklingError, EOFError, OSError, ValueError, KeyError, TypeError,
-        IndexError, AttributeError, zipfile.BadZipFile,
-    ) as e:  # fmt: skip
+    except (safe_pickle.PickleDataError, EOFError, OSError, ValueError, KeyError, TypeError,
+            IndexError, zipfile.BadZipFile) as e:  # fmt: skip
+        detail = str(e).replace(f"{path}: ", "")
         raise ValueError(
-            f"{path}: cannot read this SMPL model file ({type(e).__name__}: {e}). The file "
-            "may be truncated or corrupt; download it again."
-        ) from e
+            f"{path}: cannot read this SMPL model file ({detail}). The file may be truncated "
+            "or corrupt; download it again."
+        ) from None
     raise ValueError(f"{path}: unknown SMPL model file type '{suffix}'; expected .pkl or .npz.")
 
 

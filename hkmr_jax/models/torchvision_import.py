@@ -7,14 +7,15 @@ files ``resnet50-19c8e357.pth``: magic number, protocol, system info, the object
 storage keys, then each storage as an int64 element count and its raw bytes) — and
 returns the pickled object with every tensor replaced by a NumPy array.
 
-The pickles are read with a restricted ``pickle.Unpickler`` whose ``find_class`` admits
-only the names a tensor checkpoint uses, each mapped to a local NumPy implementation:
+The pickles are read as data by `smpl_jax.safe_pickle`, which admits only the names a
+tensor checkpoint uses, each mapped to a local NumPy implementation:
 ``torch._utils._rebuild_tensor{,_v2}``, ``torch._utils._rebuild_parameter{,_with_state}``,
 ``collections.OrderedDict`` and the typed storages (``torch.FloatStorage``,
 ``torch.HalfStorage``, ``torch.LongStorage``, ... and their ``torch.cuda`` twins). Any
-other global raises `UnsafeCheckpointError` before anything is called, so nothing from the
-file is executed. Tensors are rebuilt from (storage, offset, size, stride) with bounds
-checked against the storage, so a crafted stride cannot read outside it.
+other global raises `UnsafeCheckpointError`; nothing from the file is executed. Tensors are
+rebuilt from (storage, offset, size, stride) with bounds checked against the storage, so a
+crafted stride cannot read outside it nor a broadcast view expand it; every record's
+declared size is checked before it is read (memory stays within a few times the file).
 
 `load_torchvision_resnet` copies such a state dict into a `hkmr_jax.models.encoder.ResNet`:
 conv ``weight`` OIHW -> ``kernel`` HWIO; BN ``weight`` -> ``scale``, ``bias`` -> ``bias``,
@@ -45,7 +46,6 @@ from __future__ import annotations
 import collections
 import io
 import os
-import pickle
 import struct
 import sys
 import tarfile
@@ -59,6 +59,7 @@ import numpy as np
 from flax import nnx
 
 from hkmr_jax.models.encoder import ResNet
+from smpl_jax import safe_pickle
 
 __all__ = [
     "TORCHVISION_URLS",
@@ -111,7 +112,7 @@ def _from_bytes(raw: bytes, dtype: np.dtype, byteorder: str) -> np.ndarray:
     return array.byteswap() if byteorder != sys.byteorder else array.copy()
 
 
-class UnsafeCheckpointError(pickle.UnpicklingError):
+class UnsafeCheckpointError(safe_pickle.UnsafePickleError):
     """The checkpoint's pickle names a global that is not part of a tensor checkpoint."""
 
 
@@ -124,25 +125,12 @@ class CheckpointMismatchError(ValueError):
 
 
 class _StorageType:
-    """Stands in for ``torch.FloatStorage`` etc.: only carries the element dtype."""
+    """Stands in for ``torch.FloatStorage`` etc. (a marker: carries the element dtype)."""
 
     __slots__ = ("dtype", "name")
 
     def __init__(self, name: str, dtype: np.dtype):
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "dtype", dtype)
-
-    def __setattr__(self, key, value):
-        raise AttributeError("read-only")
-
-    def __setstate__(self, state):
-        # The BUILD opcode calls __setstate__ on whatever object is on the stack; refuse
-        # rather than let the file mutate our stand-ins.
-        raise pickle.UnpicklingError("BUILD on a storage type is not part of a checkpoint")
-
-    def __call__(self, *args, **kwargs):
-        # Old pickles may call a storage class; a state dict never does.
-        raise pickle.UnpicklingError(f"refusing to construct torch.{self.name} from pickle data")
+        self.name, self.dtype = name, dtype
 
     def __repr__(self) -> str:
         return f"torch.{self.name}"
@@ -161,9 +149,6 @@ class _Storage:
         self._array = None
         self.view_of = view_of
         self.view_offset = view_offset
-
-    def __setstate__(self, state):
-        raise pickle.UnpicklingError("BUILD on a storage is not part of a checkpoint")
 
     def array(self) -> np.ndarray:
         if self._array is None:
@@ -186,9 +171,6 @@ class _TensorRef:
         self.size = size
         self.stride = stride
 
-    def __setstate__(self, state):
-        raise pickle.UnpicklingError("BUILD on a tensor is not part of a checkpoint")
-
 
 def _int_tuple(value: Any, what: str) -> tuple[int, ...]:
     # torch pickles sizes as tuples and strides as tuples (or torch.Size -> tuple).
@@ -209,6 +191,16 @@ def _rebuild_tensor(storage, storage_offset, size, stride):
     stride = _int_tuple(stride, "stride")
     if len(size) != len(stride) or min((*size, *stride, 0)) < 0:
         raise CheckpointFormatError(f"bad tensor size {size} / stride {stride}")
+    count = 1
+    for n in size:
+        count *= n
+    if count > storage.numel:
+        # Only a broadcast (stride 0) view has more elements than its storage; copying it
+        # would cost more memory than the file holds.
+        raise CheckpointFormatError(
+            f"tensor of size {size} has more elements than its storage ({storage.numel}): "
+            "save tensors made contiguous (tensor.contiguous()) instead of expanded views"
+        )
     if 0 not in size:
         last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
         if last >= storage.numel:
@@ -235,43 +227,27 @@ def _rebuild_parameter(data, requires_grad, backward_hooks, state=None):
     return data
 
 
-def _allowed_global(module: str, name: str):
-    if module == "collections" and name == "OrderedDict":
-        return collections.OrderedDict
-    if module == "torch._utils":
-        if name in ("_rebuild_tensor", "_rebuild_tensor_v2"):
-            return {"_rebuild_tensor": _rebuild_tensor, "_rebuild_tensor_v2": _rebuild_tensor_v2}[
-                name
-            ]
-        if name in ("_rebuild_parameter", "_rebuild_parameter_with_state"):
-            return _rebuild_parameter
-    if module in ("torch", "torch.cuda") and name in _STORAGE_DTYPES:
-        return _StorageType(name, _STORAGE_DTYPES[name])
-    return None
+_ORDERED_DICT = safe_pickle.Admitted("collections.OrderedDict")
+_TORCH_GLOBALS = {
+    ("collections", "OrderedDict"): _ORDERED_DICT,
+    **{("torch._utils", n): safe_pickle.Admitted(n, f) for n, f in (
+        ("_rebuild_tensor", _rebuild_tensor), ("_rebuild_tensor_v2", _rebuild_tensor_v2),
+        ("_rebuild_parameter", _rebuild_parameter),
+        ("_rebuild_parameter_with_state", _rebuild_parameter))},
+    **{(m, n): _StorageType(n, dtype) for m in ("torch", "torch.cuda")
+       for n, dtype in _STORAGE_DTYPES.items()},
+}  # fmt: skip
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Admits only the globals of a tensor checkpoint; storages via ``persistent_load``."""
-
-    def __init__(self, file, path: str, persistent_load=None):
-        # utf-8: the default of torch.load; decodes Python 2 str keys of legacy files.
-        super().__init__(file, encoding="utf-8")
-        self._path = path
-        self._persistent_load = persistent_load
-
-    def find_class(self, module: str, name: str):
-        found = _allowed_global(module, name)
-        if found is None:
-            raise UnsafeCheckpointError(
-                f"refusing to load global {module}.{name} from {self._path}: "
-                "not a tensor checkpoint"
-            )
-        return found
-
-    def persistent_load(self, pid):
-        if self._persistent_load is None:
-            raise CheckpointFormatError(f"{self._path}: unexpected persistent id {pid!r}")
-        return self._persistent_load(pid)
+def _unpickle(stream, path: str, persistent_load=None) -> Any:
+    """One pickle of a checkpoint, read as data by `smpl_jax.safe_pickle`."""
+    try:
+        return safe_pickle.load(stream, _TORCH_GLOBALS, source=path,
+                                persistent_load=persistent_load)  # fmt: skip
+    except safe_pickle.UnsafePickleError as e:
+        raise UnsafeCheckpointError(f"{e} Not a tensor checkpoint.") from None
+    except safe_pickle.PickleDataError as e:
+        raise CheckpointFormatError(str(e)) from None
 
 
 def _storage_type(value: Any, path: str) -> _StorageType:
@@ -286,6 +262,7 @@ def _as_str(value: Any) -> str:
 
 
 def _load_zip(path: str) -> Any:
+    file_size = os.path.getsize(path)
     with zipfile.ZipFile(path) as zf:
         names = zf.namelist()
         pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
@@ -301,149 +278,162 @@ def _load_zip(path: str) -> Any:
                 f"'<name>/data.pkl', found {pickles or 'none'}"
             )
         prefix = pickles[0][: -len("data.pkl")]
+        # torch stores records uncompressed; a compressed one may inflate to at most this
+        # much in all, so a small file cannot make us allocate much more than its size.
+        budget = [4 * file_size + 2**20]
+
+        def read(record: str, nbytes: int | None = None) -> bytes:
+            try:
+                info = zf.getinfo(record)
+            except KeyError:
+                raise CheckpointFormatError(f"{path}: record {record} is missing") from None
+            if nbytes is not None and info.file_size != nbytes:
+                raise CheckpointFormatError(
+                    f"{path}: record {record} has {info.file_size} bytes, its tensors "
+                    f"expect {nbytes}"
+                )
+            if info.file_size > budget[0]:
+                raise CheckpointFormatError(
+                    f"{path}: record {record} declares {info.file_size} bytes, more than a "
+                    f"file of {file_size} bytes can hold"
+                )
+            budget[0] -= info.file_size
+            return zf.read(info)
+
         byteorder = "little"
         if prefix + "byteorder" in names:
-            byteorder = zf.read(prefix + "byteorder").decode("ascii", "replace").strip()
+            byteorder = read(prefix + "byteorder").decode("ascii", "replace").strip()
             if byteorder not in ("little", "big"):
                 raise CheckpointFormatError(f"{path}: unknown byteorder record {byteorder!r}")
         storages: dict[str, _Storage] = {}
 
         def read_record(key: str, dtype: np.dtype, numel: int):
-            def read():
-                record = f"{prefix}data/{key}"
-                try:
-                    raw = zf.read(record)
-                except KeyError:
-                    raise CheckpointFormatError(
-                        f"{path}: storage record {record} is missing"
-                    ) from None
-                nbytes = numel * dtype.itemsize
-                if len(raw) != nbytes:
-                    raise CheckpointFormatError(
-                        f"{path}: storage {record} has {len(raw)} bytes, expected {nbytes} "
-                        f"({numel} x {dtype})"
-                    )
+            def read_storage():
+                raw = read(f"{prefix}data/{key}", numel * dtype.itemsize)
                 return _from_bytes(raw, dtype, byteorder)
 
-            return read
+            return read_storage
 
         def persistent_load(pid):
             if not (isinstance(pid, tuple) and len(pid) == 5 and _as_str(pid[0]) == "storage"):
-                raise CheckpointFormatError(f"{path}: unexpected persistent id {pid!r}")
+                raise CheckpointFormatError(f"{path}: unexpected persistent id")
             _, storage_type, key, _location, numel = pid
             storage_type = _storage_type(storage_type, path)
             key = _as_str(key)
             if not isinstance(key, str) or not isinstance(numel, int) or numel < 0:
-                raise CheckpointFormatError(f"{path}: malformed storage id {pid!r}")
+                raise CheckpointFormatError(f"{path}: malformed storage id")
             if key not in storages:
                 storages[key] = _Storage(
                     storage_type.dtype, numel, read_record(key, storage_type.dtype, numel)
                 )
             return storages[key]
 
-        unpickler = _RestrictedUnpickler(
-            io.BytesIO(zf.read(pickles[0])), path, persistent_load=persistent_load
-        )
-        obj = unpickler.load()
+        obj = _unpickle(read(pickles[0]), path, persistent_load)
         # Materialise while the zip is open (storages are read lazily).
-        return _materialise(obj)
+        return _materialise(obj, path)
 
 
 def _load_legacy(path: str) -> Any:
     with open(path, "rb") as f:
+        data = f.read()
+    f = io.BytesIO(data)
 
-        def load_plain():
-            # Header pickles hold ints and a dict only: no globals, no persistent ids.
-            return _RestrictedUnpickler(f, path).load()
+    def load_plain():
+        # Header pickles hold ints and a dict only: no globals, no persistent ids.
+        return _unpickle(f, path)
 
-        try:
-            magic = load_plain()
-        except UnsafeCheckpointError:
-            raise
-        except Exception as e:
-            raise CheckpointFormatError(
-                f"{path} is neither a zip-format nor a legacy torch checkpoint ({e}); "
-                "re-save it with a recent PyTorch: torch.save(torch.load(p), p2)"
-            ) from e
-        if magic != _MAGIC_NUMBER:
-            raise CheckpointFormatError(
-                f"{path} is not a torch checkpoint (bad magic number); re-save it with a "
-                "recent PyTorch (torch >= 1.6 writes the zip format): torch.save(torch.load(p), p2)"
+    try:
+        magic = load_plain()
+    except UnsafeCheckpointError:
+        raise
+    except CheckpointFormatError as e:
+        raise CheckpointFormatError(
+            f"{path} is neither a zip-format nor a legacy torch checkpoint ({e}); "
+            "re-save it with a recent PyTorch: torch.save(torch.load(p), p2)"
+        ) from None
+    if magic != _MAGIC_NUMBER:
+        raise CheckpointFormatError(
+            f"{path} is not a torch checkpoint (bad magic number); re-save it with a "
+            "recent PyTorch (torch >= 1.6 writes the zip format): torch.save(torch.load(p), p2)"
+        )
+    protocol = load_plain()
+    if protocol != _PROTOCOL_VERSION:
+        raise CheckpointFormatError(f"{path}: unsupported legacy protocol version")
+    sys_info = load_plain()
+    if isinstance(sys_info, dict) and not sys_info.get("little_endian", True):
+        raise CheckpointFormatError(
+            f"{path} was written on a big-endian machine; re-save it with a recent "
+            "PyTorch (zip format): torch.save(torch.load(p), p2)"
+        )
+
+    roots: dict[str, _Storage] = {}
+    views: dict[str, _Storage] = {}
+
+    def persistent_load(pid):
+        if not (isinstance(pid, tuple) and len(pid) == 6 and _as_str(pid[0]) == "storage"):
+            raise CheckpointFormatError(f"{path}: unexpected persistent id")
+        _, storage_type, root_key, _location, numel, view_metadata = pid
+        storage_type = _storage_type(storage_type, path)
+        root_key = _as_str(root_key)
+        if not isinstance(root_key, str) or not isinstance(numel, int) or numel < 0:
+            raise CheckpointFormatError(f"{path}: malformed storage id")
+        if root_key not in roots:
+            roots[root_key] = _Storage(storage_type.dtype, numel, read=None)
+        root = roots[root_key]
+        if view_metadata is None:
+            return root
+        if not (isinstance(view_metadata, tuple) and len(view_metadata) == 3):
+            raise CheckpointFormatError(f"{path}: malformed storage view")
+        view_key, offset, view_size = view_metadata
+        view_key = _as_str(view_key)
+        if (
+            not (isinstance(offset, int) and isinstance(view_size, int) and offset >= 0)
+            or view_size < 0 or offset + view_size > root.numel
+        ):  # fmt: skip
+            raise CheckpointFormatError(f"{path}: storage view out of range")
+        if view_key not in views:
+            views[view_key] = _Storage(
+                root.dtype, view_size, read=None, view_of=root, view_offset=offset
             )
-        protocol = load_plain()
-        if protocol != _PROTOCOL_VERSION:
-            raise CheckpointFormatError(f"{path}: unsupported legacy protocol version {protocol}")
-        sys_info = load_plain()
-        if isinstance(sys_info, dict) and not sys_info.get("little_endian", True):
+        return views[view_key]
+
+    obj = _unpickle(f, path, persistent_load)
+    keys = load_plain()
+    if not isinstance(keys, list):
+        raise CheckpointFormatError(f"{path}: storage key list missing")
+    # The raw storages follow in the order of `keys`, each as an int64 element count
+    # (little-endian) and the elements.
+    for key in keys:
+        key = _as_str(key)
+        if key not in roots:
+            raise CheckpointFormatError(f"{path}: data for unknown storage {key!r:.40}")
+        storage = roots[key]
+        header = f.read(8)
+        if len(header) != 8:
+            raise CheckpointFormatError(f"{path}: truncated before storage {key}")
+        (numel,) = struct.unpack("<q", header)
+        if numel != storage.numel:
             raise CheckpointFormatError(
-                f"{path} was written on a big-endian machine; re-save it with a recent "
-                "PyTorch (zip format): torch.save(torch.load(p), p2)"
+                f"{path}: storage {key} holds {numel} elements, its tensors expect {storage.numel}"
             )
-
-        roots: dict[str, _Storage] = {}
-        views: dict[str, _Storage] = {}
-
-        def persistent_load(pid):
-            if not (isinstance(pid, tuple) and len(pid) == 6 and _as_str(pid[0]) == "storage"):
-                raise CheckpointFormatError(f"{path}: unexpected persistent id {pid!r}")
-            _, storage_type, root_key, _location, numel, view_metadata = pid
-            storage_type = _storage_type(storage_type, path)
-            root_key = _as_str(root_key)
-            if not isinstance(root_key, str) or not isinstance(numel, int) or numel < 0:
-                raise CheckpointFormatError(f"{path}: malformed storage id {pid!r}")
-            if root_key not in roots:
-                roots[root_key] = _Storage(storage_type.dtype, numel, read=None)
-            root = roots[root_key]
-            if view_metadata is None:
-                return root
-            view_key, offset, view_size = view_metadata
-            view_key = _as_str(view_key)
-            if (
-                not (isinstance(offset, int) and isinstance(view_size, int) and offset >= 0)
-                or offset + view_size > root.numel
-            ):
-                raise CheckpointFormatError(f"{path}: storage view {view_metadata!r} out of range")
-            if view_key not in views:
-                views[view_key] = _Storage(
-                    root.dtype, view_size, read=None, view_of=root, view_offset=offset
-                )
-            return views[view_key]
-
-        obj = _RestrictedUnpickler(f, path, persistent_load=persistent_load).load()
-        keys = load_plain()
-        if not isinstance(keys, list):
-            raise CheckpointFormatError(f"{path}: storage key list missing")
-        # The raw storages follow in the order of `keys`, each as an int64 element count
-        # (little-endian) and the elements.
-        for key in keys:
-            key = _as_str(key)
-            if key not in roots:
-                raise CheckpointFormatError(f"{path}: data for unknown storage {key!r}")
-            storage = roots[key]
-            header = f.read(8)
-            if len(header) != 8:
-                raise CheckpointFormatError(f"{path}: truncated before storage {key}")
-            (numel,) = struct.unpack("<q", header)
-            if numel != storage.numel:
-                raise CheckpointFormatError(
-                    f"{path}: storage {key} holds {numel} elements, its tensors expect "
-                    f"{storage.numel}"
-                )
-            nbytes = numel * storage.dtype.itemsize
-            raw = f.read(nbytes)
-            if len(raw) != nbytes:
-                raise CheckpointFormatError(f"{path}: truncated in storage {key}")
-            # torch < 1.6 wrote storages in the host's order; every such file is little-endian
-            # (big-endian ones are refused above from their sys_info).
-            storage._array = _from_bytes(raw, storage.dtype, "little")
-        for key, storage in roots.items():
-            if storage._array is None:
-                raise CheckpointFormatError(f"{path}: no data for storage {key}")
-        return _materialise(obj)
+        nbytes = numel * storage.dtype.itemsize
+        if nbytes > len(data) - f.tell():
+            raise CheckpointFormatError(f"{path}: truncated in storage {key}")
+        # torch < 1.6 wrote storages in the host's order; every such file is little-endian
+        # (big-endian ones are refused above from their sys_info).
+        storage._array = _from_bytes(f.read(nbytes), storage.dtype, "little")
+    for key, storage in roots.items():
+        if storage._array is None:
+            raise CheckpointFormatError(f"{path}: no data for storage {key}")
+    return _materialise(obj, path)
 
 
-def _materialise(obj: Any, _active: frozenset = frozenset()) -> Any:
-    """Replaces every `_TensorRef` in nested dicts / lists / tuples by a NumPy array."""
+def _materialise(obj: Any, path: str, depth: int = 0, active: frozenset = frozenset()) -> Any:
+    """Replaces every `_TensorRef` in nested dicts / lists / tuples by a NumPy array; an
+    OrderedDict record becomes an OrderedDict (its BUILD state, torch's `_metadata`, is
+    dropped). Self-references and nesting deeper than `safe_pickle.MAX_DEPTH` are refused."""
+    if depth > safe_pickle.MAX_DEPTH:
+        raise CheckpointFormatError(f"{path}: nested deeper than {safe_pickle.MAX_DEPTH} levels")
     if isinstance(obj, _TensorRef):
         base = obj.storage.array()
         itemsize = base.dtype.itemsize
@@ -457,20 +447,20 @@ def _materialise(obj: Any, _active: frozenset = frozenset()) -> Any:
             writeable=False,
         )
         return np.array(view)  # own, contiguous copy
+    if isinstance(obj, safe_pickle.Obj):
+        if obj.name != _ORDERED_DICT.name or obj.args not in ((), ([],)) or obj.appended:
+            raise CheckpointFormatError(f"{path}: unexpected {obj.name} in a checkpoint")
+        converted = _materialise(obj.items, path, depth, active)
+        return collections.OrderedDict(converted)
     if not isinstance(obj, dict | list | tuple):
         return obj
-    if id(obj) in _active:
+    if id(obj) in active:
         # A pickle can build self-referencing containers; a state dict never is one.
-        raise CheckpointFormatError("checkpoint contains a self-referencing container")
-    active = _active | {id(obj)}
+        raise CheckpointFormatError(f"{path}: checkpoint contains a self-referencing container")
+    active = active | {id(obj)}
     if isinstance(obj, dict):
-        items = ((k, _materialise(v, active)) for k, v in obj.items())
-        return (
-            collections.OrderedDict(items)
-            if isinstance(obj, collections.OrderedDict)
-            else dict(items)
-        )
-    values = [_materialise(v, active) for v in obj]
+        return {k: _materialise(v, path, depth + 1, active) for k, v in obj.items()}
+    values = [_materialise(v, path, depth + 1, active) for v in obj]
     return values if isinstance(obj, list) else tuple(values)
 
 

@@ -613,10 +613,9 @@ def test_malicious_pickle_is_refused_and_not_run(tmp_path):
     write_torch_zip(zip_path, None, [], pickle_bytes=payload)
     with pytest.raises(UnsafeCheckpointError) as err:
         load_torch_checkpoint(zip_path)
-    assert f"refusing to load global {os.system.__module__}.system from {zip_path}" in str(
-        err.value
-    )
-    assert "not a tensor checkpoint" in str(err.value)
+    message = str(err.value)
+    assert f"{zip_path}: refusing to load global '{os.system.__module__}.system'" in message
+    assert "Not a tensor checkpoint" in message
     with pytest.raises(UnsafeCheckpointError):
         load_torchvision_resnet(zip_path, tiny_resnet())
 
@@ -633,7 +632,7 @@ def test_malicious_pickle_is_refused_and_not_run(tmp_path):
     for module, name in (("builtins", "eval"), ("torch._utils", "_rebuild_from_type_v2")):
         evil = pickle.PROTO + b"\x02" + b"c" + f"{module}\n{name}\n".encode() + b"."
         write_torch_zip(zip_path, None, [], pickle_bytes=evil)
-        with pytest.raises(UnsafeCheckpointError, match=f"global {module}.{name} from"):
+        with pytest.raises(UnsafeCheckpointError, match=f"global '{module}.{name}'"):
             load_torch_checkpoint(zip_path)
 
 
