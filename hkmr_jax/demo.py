@@ -31,10 +31,11 @@ model, the image size and the body (built-in, or `config.body_model`) are the ru
 
 Every output is written under a temporary name in the output folder and renamed into
 place; if anything for an image fails, none of its files remain. Errors (an unreadable
-image, a box outside the image, an OpenPose file without confident keypoints, a missing
-run or checkpoint, a checkpoint that does not fit its config) are reported with what to
-do, and the command exits with a non-zero status. With a folder, the other images are
-still processed.
+image or one above `spin_format.MAX_IMAGE_PIXELS` pixels, a box outside the image or
+larger than `spin_format.MAX_BOX_FACTOR` × its larger side, an OpenPose file without
+confident keypoints, a missing run or checkpoint, a checkpoint that does not fit its
+config) are reported with what to do, and the command exits with a non-zero status.
+With a folder, the other images are still processed.
 
 Library use::
 
@@ -73,6 +74,9 @@ OPENPOSE_RESCALE = 1.2
 #: the viewer): a 180° rotation about x.
 CAMERA_TO_VIEWER = np.diag([1.0, -1.0, -1.0])
 
+#: Largest `--render_size` (a 4096² picture is 50 MB as RGB, its float32 crop 200 MB).
+MAX_RENDER_SIZE = 4096
+
 _PROG = "hkmr-demo"
 
 
@@ -107,6 +111,20 @@ def _overlaps(x0, y0, x1, y1, image_size) -> bool:
     return x0 < w and y0 < h and x1 > 0 and y1 > 0
 
 
+def _check_side(side, image_size, what: str) -> None:
+    """DemoError unless a box side is at most `spin_format.MAX_BOX_FACTOR` × the image's
+    larger side (bigger boxes are mistakes, and cropping them would be mostly black)."""
+    from hkmr_jax.data import spin_format
+
+    h, w = image_size
+    if not side <= spin_format.MAX_BOX_FACTOR * max(h, w):
+        raise DemoError(
+            f"{what} is {side:g} px across, more than {spin_format.MAX_BOX_FACTOR}× the "
+            f"image's larger side ({w}×{h} px, W×H); give a box around the person in this "
+            "image's pixels."
+        )
+
+
 def box_from_bbox(bbox, image_size) -> Box:
     """SPIN's `bbox_from_json`: the square about a box's centre, side = max(w, h).
 
@@ -115,7 +133,8 @@ def box_from_bbox(bbox, image_size) -> Box:
       image_size: (H, W) of the image.
 
     Raises:
-      DemoError: not four finite numbers with w, h > 0, or the box misses the image.
+      DemoError: not four finite numbers with w, h > 0, the box misses the image, or it
+        is larger than `spin_format.MAX_BOX_FACTOR` × the image's larger side.
     """
     values = np.asarray(bbox, np.float64)
     if values.shape != (4,) or not np.isfinite(values).all() or values[2] <= 0 or values[3] <= 0:
@@ -124,6 +143,7 @@ def box_from_bbox(bbox, image_size) -> Box:
             f"got {np.asarray(bbox).tolist()}."
         )
     x, y, w, h = values
+    _check_side(max(w, h), image_size, f"bounding box {values.tolist()} (x, y, w, h)")
     if not _overlaps(x, y, x + w, y + h, image_size):
         raise DemoError(
             f"bounding box {values.tolist()} (x, y, w, h) lies outside the image "
@@ -173,8 +193,9 @@ def box_from_openpose(keypoints, image_size, threshold=OPENPOSE_THRESHOLD,
       rescale: side = rescale × the larger side of their bounding box.
 
     Raises:
-      DemoError: fewer than two confident keypoints, all at one point, or all outside
-        the image.
+      DemoError: fewer than two confident keypoints, all at one point, all outside
+        the image, or spread over more than `spin_format.MAX_BOX_FACTOR` × the image's
+        larger side (a keypoint far away).
     """
     source = ""
     if isinstance(keypoints, str | os.PathLike):
@@ -195,7 +216,11 @@ def box_from_openpose(keypoints, image_size, threshold=OPENPOSE_THRESHOLD,
             "is this the keypoints file of another image?"
         )
     centre = (lo + hi) / 2
-    return Box(float(centre[0]), float(centre[1]), float(rescale * np.max(hi - lo)))
+    side = float(rescale * np.max(hi - lo))
+    far = valid[np.argmax(np.max(np.abs(valid - np.median(valid, axis=0)), axis=1))]
+    _check_side(side, image_size, f"{source}the confident OpenPose keypoints' box (farthest "
+                f"keypoint at ({far[0]:g}, {far[1]:g}))")  # fmt: skip
+    return Box(float(centre[0]), float(centre[1]), side)
 
 
 def box_from_image(image_size) -> Box:
@@ -215,10 +240,17 @@ def crop_image(image, box: Box, size: int) -> np.ndarray:
 
     Returns:
       uint8 [S, S, 3]; black where the box reaches past the image.
+
+    Raises:
+      DemoError: the box is not finite, misses the image or is too large
+        (`spin_format.check_box`).
     """
     from hkmr_jax.data import spin_format
 
-    crop = spin_format.crop_image(image, (box.cx, box.cy), box.side / 200.0, int(size))
+    try:
+        crop = spin_format.crop_image(image, (box.cx, box.cy), box.side / 200.0, int(size))
+    except ValueError as e:  # a box not made by box_from_*: refused by check_box
+        raise DemoError(str(e)) from None
     return np.clip(np.rint(crop), 0, 255).astype(np.uint8)
 
 
@@ -226,13 +258,19 @@ def read_image(path) -> np.ndarray:
     """An image file as uint8 [H, W, 3] RGB (greyscale repeated, alpha dropped).
 
     Raises:
-      DemoError: the file cannot be read as an image.
+      DemoError: the file cannot be read as an image, or has more than
+        `spin_format.MAX_IMAGE_PIXELS` pixels (refused from its header, undecoded).
     """
     import imageio.v3 as iio
 
+    from hkmr_jax.data import spin_format
+
     path = pathlib.Path(path)
     try:
+        spin_format.open_image(path).close()  # the header only: huge images stay undecoded
         image = np.asarray(iio.imread(path, plugin="pillow", index=0))
+    except spin_format.ImageTooLargeError as e:
+        raise DemoError(str(e)) from None
     except Exception as e:  # imageio's plugins raise many types for bad files
         raise DemoError(
             f"cannot read image {path} ({type(e).__name__}: {str(e)[:200]}); give a PNG or "
@@ -676,8 +714,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error(f"--batch_size must be positive, got {args.batch_size}.")
-    if args.render_size < 16:
-        parser.error(f"--render_size must be at least 16 pixels, got {args.render_size}.")
+    if not 16 <= args.render_size <= MAX_RENDER_SIZE:
+        # The pictures (and their float32 crops) grow with its square.
+        parser.error(f"--render_size must be 16 to {MAX_RENDER_SIZE} pixels, got "
+                     f"{args.render_size}.")  # fmt: skip
     try:
         images = list_images(args.image)
         if args.openpose is not None:

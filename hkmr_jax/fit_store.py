@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from smpl_jax import rotation, skeleton
+from smpl_jax import array_files, rotation, skeleton
 
 __all__ = [
     "SMPLIFY_THRESHOLD",
@@ -432,10 +432,7 @@ def load_spin_static_fits(path, num_betas: int = 10) -> tuple[np.ndarray, np.nda
             f"static fits not found: {path!r} (SPIN ships them as data/static_fits/"
             "<dataset>_fits.npy)."
         )
-    try:
-        fits = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise ValueError(f"{path}: cannot read these fits ({e}).") from e
+    fits = array_files.numeric(array_files.load_npy(path, what="static fits"), path)
     if fits.ndim != 2 or fits.shape[1] != 72 + num_betas:
         raise ValueError(f"{path}: expected an [N, {72 + num_betas}] array, got {fits.shape}.")
     if not np.all(np.isfinite(fits)):

@@ -111,7 +111,12 @@ def load_body(config):
             f"config.body_model = {body_path!r} needs config.h36m_regressor: the [17, V] "
             "Human3.6M regressor of that body (SPIN's data/J_regressor_h36m.npy for SMPL)."
         )
-    regressor = np.load(regressor_path).astype(np.float32)
+    # A .npy (SPIN's file), or an .npz holding that one array; numbers only, no pickle.
+    from smpl_jax import array_files
+
+    source = f"config.h36m_regressor {regressor_path}"
+    regressor = array_files.load_array(regressor_path, what="[17, V] H36M regressor")
+    regressor = array_files.numeric(regressor, source).astype(np.float32)
     if regressor.shape != (17, body.num_vertices):
         raise ValueError(
             f"{regressor_path}: expected a [17, {body.num_vertices}] regressor, got "

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from smpl_jax import safe_pickle, skeleton
+from smpl_jax import array_files, safe_pickle, skeleton
 from smpl_jax.model import SMPL
 
 REQUIRED_KEYS = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights",
@@ -175,11 +175,10 @@ def load_arrays(path) -> dict[str, np.ndarray]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as f:
-                return {k: f[k] for k in f.files}
+            return array_files.load_npz(path)
         if suffix == ".pkl":
             return _read_pickle(path)
-    except (UnsafePickleError, FileNotFoundError):
+    except (UnsafePickleError, FileNotFoundError, array_files.ArrayFileError):
         raise
     except (safe_pickle.PickleDataError, EOFError, OSError, ValueError, KeyError, TypeError,
             IndexError, zipfile.BadZipFile) as e:  # fmt: skip
@@ -222,6 +221,12 @@ def model_from_arrays(
     # Contiguous copies: a Fortran-ordered array would make the derived sums below add in
     # another order and a model not bit-identical after a save/load round trip.
     a = {k: np.ascontiguousarray(arrays[k]) for k in REQUIRED_KEYS}
+    for key, value in a.items():
+        if value.dtype.kind not in "biuf":
+            raise ValueError(
+                f"{source}: '{key}' holds {value.dtype} values; a SMPL model file holds "
+                "numbers there (is it the right file?)."
+            )
 
     def expect(key, shape):
         got = a[key].shape

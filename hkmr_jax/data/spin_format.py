@@ -50,6 +50,14 @@ source. Resampling is bilinear (a triangle filter) and, when shrinking, widened 
 output pixel spacing as PIL's bilinear resize does (SPIN resizes with PIL's bilinear);
 the image outside the source is black. SPIN rounds keypoints to whole crop pixels and
 crops at whole source pixels; here both are exact, a difference of under a pixel.
+
+Bounds (hostile or corrupt input ends in one ValueError naming the file and row, never
+in a huge allocation): npz headers are checked before their arrays are read
+(`smpl_jax.array_files`); every `imgname` must stay inside its image root after
+resolving ``..`` and links (checked for all rows before building); an image may have at
+most `MAX_IMAGE_PIXELS` pixels (read from its header, before decoding); a row's box must
+be finite, overlap its image and be at most `MAX_BOX_FACTOR` × the image's larger side,
+and a crop costs memory in proportion to the output and the image, not the box.
 """
 
 from __future__ import annotations
@@ -60,7 +68,6 @@ import dataclasses
 import io
 import os
 import pathlib
-import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import ClassVar
 
@@ -70,7 +77,7 @@ import tensorflow_datasets as tfds
 import tqdm
 
 from hkmr_jax.data import mpii_visibility
-from smpl_jax import skeleton
+from smpl_jax import array_files, skeleton
 
 #: Side of the stored crops, pixels (SPIN's `constants.IMG_RES`).
 IMG_RES = 224
@@ -239,28 +246,78 @@ def normalize_keypoints(points, center, scale):
     return np.concatenate([xy, points[..., 2:]], axis=-1).astype(np.float32)
 
 
+def _triangle_sum(coords: np.ndarray, radius: float) -> np.ndarray:
+    """Σ over all integers i of max(0, 1 − |i − c| / radius), for each c (closed form).
+
+    The normaliser of `_taps`' weights over the whole integer grid, so that pixels
+    outside the image count as black without being enumerated.
+    """
+    c = np.asarray(coords, np.float64)
+    total = np.zeros_like(c)
+    # Left half i ∈ (c − r, floor c], right half i ∈ (floor c, c + r): arithmetic series.
+    for lo, hi, sign in ((np.floor(c - radius) + 1, np.floor(c), -1.0),
+                         (np.floor(c) + 1, np.ceil(c + radius) - 1, 1.0)):  # fmt: skip
+        n = np.maximum(hi - lo + 1, 0)
+        sum_i = (lo + hi) * n / 2
+        total += n - sign * (sum_i - n * c) / radius
+    return total
+
+
 def _taps(coords: np.ndarray, spacing: float, size: int):
     """Source pixels and weights, [len(coords), K] each, that resample to `coords`.
 
     A triangle filter of half-width max(1, spacing) source pixels: bilinear when
     enlarging, widened to the output spacing when shrinking (as PIL's bilinear resize),
     so that thin structures average instead of aliasing. Weights are normalised over
-    the whole integer grid, so pixels outside the image count as black; their indices
-    are clipped into the image and their weights zeroed. `coords` are pixel-index
-    coordinates (pixel i's centre at i).
+    the whole integer grid, so pixels outside the image count as black. Only pixels
+    inside the image are listed: K ≤ `size` whatever the box, so memory follows the
+    output and the image, never the box. `coords` are pixel-index coordinates (pixel
+    i's centre at i).
     """
     radius = max(1.0, spacing)
-    num_taps = int(np.ceil(2.0 * radius)) + 1
-    first = np.floor(coords - radius).astype(np.int64) + 1
-    idx = first[:, None] + np.arange(num_taps)  # every i with |i - c| < radius
+    num_taps = min(int(np.ceil(2.0 * radius)) + 1, size)
+    first = np.floor(coords - radius) + 1  # every i with |i - c| < radius is ≥ first
+    # A window of num_taps pixels inside [0, size) that holds every such i in the image.
+    start = np.clip(first, 0, size - num_taps).astype(np.int64)
+    idx = start[:, None] + np.arange(num_taps)
     w = np.maximum(0.0, 1.0 - np.abs(idx - coords[:, None]) / radius)
-    w /= w.sum(axis=1, keepdims=True)
-    w[(idx < 0) | (idx >= size)] = 0.0
-    return np.clip(idx, 0, size - 1), w.astype(np.float32)
+    w /= _triangle_sum(coords, radius)[:, None]
+    return idx, w.astype(np.float32)
+
+
+#: A crop box may be at most this many times the image's larger side (SPIN's boxes are
+#: about a person's height, and a whole-image box is 1×); larger ones are refused.
+MAX_BOX_FACTOR = 8
+
+
+def check_box(center, scale, image_size) -> None:
+    """Raise ValueError unless the box (`center`, side ``200 · scale``) is a sane crop of
+    an image of `image_size` (H, W): finite, side > 0 and ≤ `MAX_BOX_FACTOR` × max(H, W),
+    and overlapping the image."""
+    h, w = image_size
+    cx, cy = (float(v) for v in np.asarray(center, np.float64).reshape(2))
+    side = 200.0 * float(scale)
+    what = f"crop box centre ({cx:g}, {cy:g}), scale {float(scale):g} (side {side:g} px)"
+    if not (np.isfinite([cx, cy, side]).all() and side > 0):
+        raise ValueError(f"{what}: centre and scale must be finite, scale > 0.")
+    if side > MAX_BOX_FACTOR * max(h, w):
+        raise ValueError(
+            f"{what}: larger than {MAX_BOX_FACTOR}× the image's larger side ({w}×{h} px, "
+            "W×H); the box is wrong (is it for another image, or in other units?)."
+        )
+    half = side / 2
+    if not (cx - half < w and cy - half < h and cx + half > 0 and cy + half > 0):
+        raise ValueError(
+            f"{what}: does not overlap the image ({w}×{h} px, W×H); the box is wrong (is "
+            "it for another image?)."
+        )
 
 
 def crop_image(image, center, scale, res: int = IMG_RES) -> np.ndarray:
     """SPIN's person crop: the square of side ``200 · scale`` at `center`, resized.
+
+    Memory and time follow the output and the part of the image the box covers: at
+    most ``res × W`` and ``res × H`` float32 intermediates, whatever the box's size.
 
     Args:
       image: [H, W, C] (or [H, W]) array, any numeric dtype.
@@ -272,11 +329,16 @@ def crop_image(image, center, scale, res: int = IMG_RES) -> np.ndarray:
       float32 [res, res, C] (or [res, res]): crop pixel (u, v) samples the source at
       ``center + ((u + 0.5) / res − 0.5) · 200 · scale`` (and likewise v); black outside
       the source image. Round and clip to get uint8.
+
+    Raises:
+      ValueError: the box fails `check_box` (non-finite, not positive, larger than
+        `MAX_BOX_FACTOR` × the image, or off the image).
     """
     image = np.asarray(image)
     squeeze = image.ndim == 2
     if squeeze:
         image = image[..., None]
+    check_box(center, scale, image.shape[:2])
     side = 200.0 * float(scale)
     offsets = ((np.arange(res) + 0.5) / res - 0.5) * side
     # Continuous coordinate c lies at pixel-index coordinate c - 0.5.
@@ -328,26 +390,16 @@ def read_npz(path) -> dict[str, np.ndarray]:
       and `shape` (as 3DPW's test file has) and 0 otherwise.
 
     Raises:
-      ValueError: naming the file when it is not a readable npz, a required key
-        (`imgname`, `center`, `scale`) is missing, a key has the wrong shape, or a
-        scale is not positive and finite.
+      ValueError: naming the file when it is not a readable npz (truncated, corrupt,
+        object or structured arrays, sizes its data does not hold: see
+        `smpl_jax.array_files`), a required key (`imgname`, `center`, `scale`) is
+        missing, a key has the wrong shape or dtype, or a scale is not positive and
+        finite.
     """
     path = pathlib.Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            raw = {k: z[k] for k in z.files}
-    except ValueError as e:
-        # SPIN's files hold plain string arrays; object arrays would need pickle, which
-        # can run code, so they are refused.
-        raise ValueError(
-            f"Cannot read {path}: not an npz of plain arrays ({e}). Is the file corrupt "
-            "or truncated? Re-copy it from SPIN's dataset_extras."
-        ) from e
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
-        raise ValueError(
-            f"Cannot read {path}: corrupt or truncated npz ({type(e).__name__}: {e}). "
-            "Re-copy it from SPIN's dataset_extras."
-        ) from e
+    # Headers checked before any array is allocated; no pickle (SPIN's files hold plain
+    # string and number arrays).
+    raw = array_files.load_npz(path)
     for key in ("imgname", "center", "scale"):
         if key not in raw:
             raise ValueError(f"{path} has no {key!r} key (keys: {sorted(raw)}).")
@@ -392,15 +444,63 @@ def _as_str(s) -> str:
     return s.decode() if isinstance(s, bytes) else str(s)
 
 
+def _realpath(path: str, cache: dict[str, str]) -> str:
+    """`os.path.realpath(path)`, resolving each parent folder once (`cache`): SPIN's
+    files list ~10^5 images in a few folders."""
+    parent, name = os.path.split(path)
+    if name in ("", ".", ".."):
+        return os.path.realpath(path)
+    if parent not in cache:
+        cache[parent] = os.path.realpath(parent)
+    full = os.path.join(cache[parent], name)
+    return os.path.realpath(full) if os.path.islink(full) else full
+
+
+def image_path(image_dir, imgname: str, *, row: int, npz_path, cache=None) -> pathlib.Path:
+    """`image_dir / imgname`, resolved, refused unless it stays inside `image_dir`.
+
+    Both are resolved first (`..`, symbolic links), so an absolute `imgname`, one with
+    ``..`` that climbs out, or a link inside the image root that points out of it are
+    refused; the image root itself may be a link (resolved before comparing). `cache`:
+    a dict shared by calls over one file, to resolve each folder once.
+
+    Raises:
+      ValueError: naming the row, the value and `npz_path`.
+    """
+    cache = {} if cache is None else cache
+    root = _realpath(os.fspath(image_dir), cache)
+    if "\0" in imgname:
+        where = "holds a NUL character"
+    else:
+        resolved = pathlib.Path(_realpath(os.path.join(root, imgname), cache))
+        if resolved.is_relative_to(root):
+            return resolved
+        where = f"leads to {resolved}, outside the image root {root}"
+    raise ValueError(
+        f"{npz_path}: row {row} imgname {imgname!r} {where}; every image must lie under "
+        "its image root (a link to the whole root is fine). Fix the npz, or link the image "
+        "folder itself as the image root."
+    )
+
+
 def check_images(records: Mapping[str, np.ndarray], image_dir, npz_path, limit: int = 10):
-    """Raise FileNotFoundError naming the first `limit` images that are missing."""
+    """Check every `imgname` before reading: inside `image_dir` (see `image_path`),
+    and present.
+
+    Raises:
+      ValueError: an `imgname` leaves `image_dir` (the first such row, named).
+      FileNotFoundError: naming the first `limit` images that are missing.
+    """
     image_dir = pathlib.Path(image_dir)
     if not image_dir.is_dir():
         raise FileNotFoundError(
             f"Image folder {image_dir} (for {npz_path}) does not exist: its images must be "
             f"at {image_dir}/<imgname>, e.g. {image_dir / records['imgname'][0]}."
         )
-    missing = [str(image_dir / n) for n in records["imgname"] if not (image_dir / n).is_file()]
+    cache = {}
+    paths = [image_path(image_dir, n, row=i, npz_path=npz_path, cache=cache)
+             for i, n in enumerate(records["imgname"])]  # fmt: skip
+    missing = [str(image_dir / n) for n, p in zip(records["imgname"], paths) if not p.is_file()]
     if missing:
         more = f"\n  ... and {len(missing) - limit} more" if len(missing) > limit else ""
         raise FileNotFoundError(
@@ -410,17 +510,46 @@ def check_images(records: Mapping[str, np.ndarray], image_dir, npz_path, limit: 
         )  # fmt: skip
 
 
+#: Images with more pixels than this (8192 × 8192, 201 MB as RGB) are refused before
+#: they are decoded. SPIN's datasets are ≤ ~2k × 2k; a 48-megapixel photo fits.
+MAX_IMAGE_PIXELS = 8192 * 8192
+
+
 def read_image(path) -> np.ndarray:
-    """uint8 [H, W, 3] RGB; ValueError naming `path` when it cannot be decoded.
+    """uint8 [H, W, 3] RGB; ValueError naming `path` when it cannot be decoded, and
+    `ImageTooLargeError` when it has more than `MAX_IMAGE_PIXELS` pixels (checked from
+    its header, before decoding).
 
     EXIF orientation is not applied: the datasets' annotations refer to the stored
     pixel grid.
     """
-    try:
-        with PIL.Image.open(path) as im:
+    with open_image(path) as im:
+        try:
             return np.asarray(im.convert("RGB"))
+        except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for bad image data
+            raise ValueError(f"Cannot decode image {path}: {type(e).__name__}: {e}") from e
+
+
+class ImageTooLargeError(ValueError):
+    """An image with more than `MAX_IMAGE_PIXELS` pixels; the message names it."""
+
+
+def open_image(path) -> PIL.Image.Image:
+    """The image at `path` opened lazily (its header read, nothing decoded), refused
+    with `ImageTooLargeError` above `MAX_IMAGE_PIXELS` and ValueError when unreadable."""
+    limit = f"the limit of {MAX_IMAGE_PIXELS} pixels (8192 × 8192); it is not decoded"
+    fix = "Downscale it (and its annotations) first."
+    try:
+        im = PIL.Image.open(path)
+    except PIL.Image.DecompressionBombError as e:  # PIL's own limit, above ours
+        raise ImageTooLargeError(f"Image {path} has more pixels than {limit} ({e}). {fix}") from e
     except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for bad image data
         raise ValueError(f"Cannot decode image {path}: {type(e).__name__}: {e}") from e
+    w, h = im.size
+    if w * h > MAX_IMAGE_PIXELS:
+        im.close()
+        raise ImageTooLargeError(f"Image {path} is {w}×{h} pixels, more than {limit}. {fix}")
+    return im
 
 
 def encode_jpeg(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
@@ -625,7 +754,16 @@ class SpinFormat(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, split, records, image_dir, npz_path):
         def one(i):
-            path = pathlib.Path(image_dir) / records["imgname"][i]
+            try:
+                path = image_path(image_dir, records["imgname"][i], row=i, npz_path=npz_path)
+                with open_image(path) as im:  # the box is checked before decoding
+                    box_size = (im.height, im.width)
+            except ValueError as e:
+                raise ValueError(f"{e} (row {i} of {npz_path})") from e
+            try:
+                check_box(records["center"][i], records["scale"][i], box_size)
+            except ValueError as e:
+                raise ValueError(f"{npz_path}: row {i} (image {path}): {e}") from e
             try:
                 return i, make_record(records, i, read_image(path))
             except ValueError as e:

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from smpl_jax import rotation
+from smpl_jax import array_files, rotation
 
 NUM_JOINTS = 24
 
@@ -114,11 +114,18 @@ class MeanParams:
                 f"mean-parameters file not found: {path}. SPIN ships it as "
                 "data/smpl_mean_params.npz; or leave `mean_params` unset for the default."
             )
-        with np.load(path) as f:
-            missing = {"pose", "shape", "cam"} - set(f.files)
-            if missing:
-                raise KeyError(f"{path}: missing key(s) {sorted(missing)} (SPIN's layout).")
-            pose6d, shape, cam = f["pose"], f["shape"], f["cam"]
+        f = array_files.load_npz(path)  # no pickle; headers checked before reading
+        missing = {"pose", "shape", "cam"} - set(f)
+        if missing:
+            raise KeyError(f"{path}: missing key(s) {sorted(missing)} (SPIN's layout).")
+        for key, size in (("pose", 144), ("shape", None), ("cam", 3)):
+            array_files.numeric(f[key], f"{path} key {key!r}")
+            if f[key].ndim != 1 or (size is not None and f[key].size != size):
+                raise ValueError(
+                    f"{path}: {key!r} has shape {f[key].shape}, expected "
+                    f"({size or 'NB'},) as in SPIN's smpl_mean_params.npz."
+                )
+        pose6d, shape, cam = f["pose"], f["shape"], f["cam"]
         # SPIN reshapes each joint's 6 numbers to (3, 2), columns interleaved.
         ours = pose6d.reshape(NUM_JOINTS, 6)[:, [0, 2, 4, 1, 3, 5]]
         pose = rotation.matrix_to_axis_angle(rotation.rotation_6d_to_matrix(jnp.asarray(ours)))

@@ -81,7 +81,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from smpl_jax import rotation
+from smpl_jax import array_files, rotation
 
 __all__ = [
     "LOGVAR_BOUND",
@@ -467,14 +467,14 @@ def load_amass_poses(
                 f"AMASS file not found: {path!r}. Check the path (AMASS ships one *.npz "
                 "per sequence, e.g. CMU/01/01_01_poses.npz)."
             )
-        # allow_pickle=False: never unpickle from a downloaded file; `poses` is numeric.
-        with np.load(path, allow_pickle=False) as data:
-            if "poses" not in data.files:
-                raise KeyError(
-                    f"{path!r} has no 'poses' array (keys: {sorted(data.files)}); expected "
-                    "an AMASS sequence file with 'poses' (N, 156)."
-                )
-            poses = np.asarray(data["poses"])
+        # Never unpickle from a downloaded file; headers checked before reading.
+        data = array_files.load_npz(path)
+        if "poses" not in data:
+            raise KeyError(
+                f"{path!r} has no 'poses' array (keys: {sorted(data)}); expected "
+                "an AMASS sequence file with 'poses' (N, 156)."
+            )
+        poses = array_files.numeric(data["poses"], f"{path!r} 'poses'", finite=False)
         if poses.ndim != 2 or poses.shape[1] not in _AMASS_WIDTHS:
             raise ValueError(
                 f"{path!r}: 'poses' has shape {poses.shape}; expected (N, 156) SMPL-H "

@@ -392,3 +392,88 @@ def test_interrupted_build_reads_as_not_built(manual_dir, tmp_path):
     # it does not read as built either.
     (out / "spin_format" / "lsp" / "incomplete.ABCDEF_1.0.0").mkdir()
     assert not spin_format.SpinFormat(config="lsp", data_dir=str(out)).is_prepared()
+
+
+# ---------------------------------------------------------------------------------------
+# Hostile rows: image paths, dtypes, shapes, truncation (memory cases: tests/test_bounds.py).
+
+
+def _lsp_copy(manual_dir, root, imgnames) -> pathlib.Path:
+    """A manual_dir with the mock LSP images and a test file listing `imgnames`."""
+    (root / "dataset_extras").mkdir(parents=True)
+    images = root / "lsp_dataset" / "images"
+    images.mkdir(parents=True)
+    for f in (manual_dir / "lsp_dataset" / "images").iterdir():
+        (images / f.name).write_bytes(f.read_bytes())
+    n = len(imgnames)
+    np.savez(root / "dataset_extras" / "lsp_dataset_test.npz", imgname=imgnames,
+             center=np.tile([80.0, 60.0], (n, 1)), scale=np.full(n, 0.5))  # fmt: skip
+    return root
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "link_out", "nul"])
+def test_imgnames_leaving_the_image_root_are_refused_before_reading(manual_dir, tmp_path, kind):
+    outside = tmp_path / "secret.png"
+    outside.write_bytes((manual_dir / "lsp_dataset" / "images" / "im1001.png").read_bytes())
+    bad = {
+        "dotdot": "images/../../../secret.png",
+        "absolute": str(outside),
+        "link_out": "images/link.png",
+        "nul": "images/im1001.png\0x",
+    }[kind]
+    root = _lsp_copy(manual_dir, tmp_path / "manual", ["images/im1001.png", bad])
+    (root / "lsp_dataset" / "images" / "link.png").symlink_to(outside)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError) as e:
+        spin_format.build("lsp", root, out, splits=["test"], num_workers=0)
+    msg = str(e.value)
+    assert f"lsp_dataset_test.npz: row 1 imgname {bad!r}" in msg
+    assert "outside the image root" in msg or "NUL" in msg
+    assert not out.exists()  # refused before anything was written
+
+
+def test_an_image_root_that_is_a_link_is_fine(manual_dir, tmp_path):
+    # The layout allows image roots to be links to where a dataset already is.
+    elsewhere = _lsp_copy(manual_dir, tmp_path / "elsewhere", ["images/im1001.png"])
+    root = tmp_path / "manual"
+    (root / "dataset_extras").mkdir(parents=True)
+    (root / "dataset_extras" / "lsp_dataset_test.npz").symlink_to(
+        elsewhere / "dataset_extras" / "lsp_dataset_test.npz"
+    )
+    (root / "lsp_dataset").symlink_to(elsewhere / "lsp_dataset")
+    records = spin_format.read_npz(root / "dataset_extras" / "lsp_dataset_test.npz")
+    spin_format.check_images(records, root / "lsp_dataset", "f.npz")  # no error
+
+
+@pytest.mark.parametrize(
+    "case, pieces",
+    [
+        ("object", ["(key 'scale'): dtype object", "refused"]),
+        ("strings", ["'center' must be a numeric array of shape (2, 2)", "<U1"]),
+        ("rows", ["'part' must be a numeric array of shape (2, 24, 3)", "(3, 24, 3)"]),
+        ("imgname", ["'imgname' must be a 1-D string array, got float64"]),
+        ("truncated", ["truncated or corrupt"]),
+        ("empty", ["not an .npz (zip) archive"]),
+    ],
+)
+def test_malformed_npz_is_one_message_naming_the_file(tmp_path, case, pieces):
+    path = tmp_path / "f.npz"
+    good = {"imgname": ["a.jpg", "b.jpg"], "center": np.zeros((2, 2)), "scale": np.ones(2)}
+    if case == "object":
+        np.savez(path, **{**good, "scale": np.array([1.0, None], dtype=object)})
+    elif case == "strings":
+        np.savez(path, **{**good, "center": np.full((2, 2), "x")})
+    elif case == "rows":
+        np.savez(path, **good, part=np.zeros((3, 24, 3)))
+    elif case == "imgname":
+        np.savez(path, **{**good, "imgname": np.zeros(2)})
+    elif case == "truncated":
+        np.savez(path, **good, part=np.zeros((2, 24, 3)))
+        path.write_bytes(path.read_bytes()[:-300])
+    else:
+        path.write_bytes(b"")
+    with pytest.raises(ValueError) as e:
+        spin_format.read_npz(path)
+    assert str(path) in str(e.value)
+    for piece in pieces:
+        assert piece in str(e.value), str(e.value)
