@@ -519,8 +519,7 @@ def load_torch_checkpoint(path: str | os.PathLike) -> Any:
             return _load_zip(path)
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
             raise CheckpointFormatError(
-                f"{path}: a damaged zip archive ({e}); the file may be truncated: download "
-                "it again"
+                f"{path}: a damaged zip archive ({e}); the file may be truncated: download it again"
             ) from None
     if tarfile.is_tarfile(path):
         raise CheckpointFormatError(
