@@ -517,29 +517,37 @@ def to_array(record, source: str) -> np.ndarray:
     return np.frombuffer(bytes(raw), dtype).reshape(shape, order="F" if fortran else "C")
 
 
-def plain(value, source: str):
-    """`value` with numpy records converted (`to_array`) and containers copied; refuses
-    self-references and nesting deeper than `MAX_DEPTH`. Other records stay records.
-    Each object is converted once, so shared references cost no more than the file."""
+def walk(value, source: str, convert: Callable = lambda node, recurse: node):
+    """`value` with its containers (list, tuple, dict, set, frozenset) copied and every other
+    node replaced by ``convert(node, recurse)``; `recurse(child)` walks a node's children.
+
+    Refuses self-references and nesting deeper than `MAX_DEPTH` (`PickleDataError`). Each
+    object is converted once, so shared references cost no more than the file.
+    """
     done: dict[int, Any] = {}
 
-    def convert(value, depth: int, active: frozenset):
+    def visit(value, depth: int, active: frozenset):
         if depth > MAX_DEPTH:
             raise PickleDataError(f"{source}: nested deeper than {MAX_DEPTH} levels")
-        if not (is_array(value) or isinstance(value, list | tuple | dict | set | frozenset)):
+        if isinstance(value, str | bytes | int | float | type(None)):
             return value
         if id(value) in done:
             return done[id(value)]
         if id(value) in active:
             raise PickleDataError(f"{source}: a value contains itself (self-reference)")
         active = active | {id(value)}
-        if is_array(value):
-            out = to_array(value, source)
-        elif isinstance(value, dict):
-            out = {k: convert(v, depth + 1, active) for k, v in value.items()}
+        if isinstance(value, dict):
+            out = {k: visit(v, depth + 1, active) for k, v in value.items()}
+        elif isinstance(value, list | tuple | set | frozenset):
+            out = type(value)(visit(v, depth + 1, active) for v in value)
         else:
-            out = type(value)(convert(v, depth + 1, active) for v in value)
+            out = convert(value, lambda child: visit(child, depth + 1, active))
         done[id(value)] = out
         return out
 
-    return convert(value, 0, frozenset())
+    return visit(value, 0, frozenset())
+
+
+def plain(value, source: str):
+    """`value` with numpy records converted (`to_array`), see `walk`; other records stay."""
+    return walk(value, source, lambda node, _: to_array(node, source) if is_array(node) else node)

@@ -432,38 +432,21 @@ def _load_legacy(path: str) -> Any:
 def _materialise(obj: Any, path: str) -> Any:
     """Replaces every `_TensorRef` in nested dicts / lists / tuples by a NumPy array; an
     OrderedDict record becomes an OrderedDict (its BUILD state, torch's `_metadata`, is
-    dropped). Self-references and nesting deeper than `safe_pickle.MAX_DEPTH` are refused;
-    each object is converted once, so shared references cost no more than the file."""
-    done: dict[int, Any] = {}
+    dropped). Self-references and deep nesting are refused (`safe_pickle.walk`)."""
 
-    def convert(obj: Any, depth: int, active: frozenset) -> Any:
-        if depth > safe_pickle.MAX_DEPTH:
-            raise CheckpointFormatError(
-                f"{path}: nested deeper than {safe_pickle.MAX_DEPTH} levels"
-            )
-        if not isinstance(obj, _TensorRef | safe_pickle.Obj | dict | list | tuple):
-            return obj
-        if id(obj) in done:
-            return done[id(obj)]
-        if id(obj) in active:
-            # A pickle can build self-referencing containers; a state dict never is one.
-            raise CheckpointFormatError(f"{path}: checkpoint contains a self-referencing value")
-        active = active | {id(obj)}
-        if isinstance(obj, _TensorRef):
-            out = _tensor_array(obj)
-        elif isinstance(obj, safe_pickle.Obj):
-            if obj.name != _ORDERED_DICT.name or obj.args not in ((), ([],)) or obj.appended:
-                raise CheckpointFormatError(f"{path}: unexpected {obj.name} in a checkpoint")
-            out = collections.OrderedDict(convert(obj.items, depth, active))
-        elif isinstance(obj, dict):
-            out = {k: convert(v, depth + 1, active) for k, v in obj.items()}
-        else:
-            values = [convert(v, depth + 1, active) for v in obj]
-            out = values if isinstance(obj, list) else tuple(values)
-        done[id(obj)] = out
-        return out
+    def convert(node, recurse):
+        if isinstance(node, _TensorRef):
+            return _tensor_array(node)
+        if isinstance(node, safe_pickle.Obj):
+            if node.name != _ORDERED_DICT.name or node.args not in ((), ([],)) or node.appended:
+                raise CheckpointFormatError(f"{path}: unexpected {node.name} in a checkpoint")
+            return collections.OrderedDict(recurse(node.items))
+        return node
 
-    return convert(obj, 0, frozenset())
+    try:
+        return safe_pickle.walk(obj, path, convert)
+    except safe_pickle.PickleDataError as e:
+        raise CheckpointFormatError(str(e)) from None
 
 
 def _tensor_array(ref: _TensorRef) -> np.ndarray:
