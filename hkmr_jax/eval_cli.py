@@ -258,7 +258,12 @@ def evaluate_run(config, workdir, datasets=None, evaluators=None, step=None, lim
     sources = {}  # opened before the (slow) restore: a missing dataset fails at once
     for file, _, dataset, split, _, _ in plan:
         if (dataset, split) not in sources:
-            sources[dataset, split] = pipeline.make_source(dataset, split, config.data)
+            try:
+                sources[dataset, split] = pipeline.make_source(dataset, split, config.data)
+            except (ValueError, FileNotFoundError) as e:
+                hint = (" Give it with --config.data.data_dir=DIR." if "data_dir" in str(e)
+                        and config.data.get("data_dir") is None else "")  # fmt: skip
+                raise cli.UserError(f"{file}: {e}{hint}") from None
             _check_crop_size(sources[dataset, split], file, config.data.image_size)
     run = inference.restore(workdir, config, step)
     ctx = eval_lib.EvalContext(run.predictor(), run.body, run.h36m_regressor, batch_size)

@@ -140,6 +140,11 @@ def test_user_errors_are_one_line_with_exit_status_2(run, capsys, tmp_path, monk
         (["--workdir", str(workdir), "--step=-1"], "--step must be a saved step"),
         (["--workdir", str(workdir), "--step", "7"], "no checkpoint step 7"),
         (["--workdir", str(workdir), "--datasets", "h36m"], "unknown dataset 'h36m'"),
+        (["--workdir", str(workdir), "--datasets", "h36m_p1"], "--config.data.data_dir=DIR"),
+        (
+            ["--workdir", str(workdir), "--datasets", "3dpw", f"--config.data.data_dir={tmp_path}"],
+            "not built",
+        ),
         (["--workdir", str(workdir), "--evaluators", "std"], "unknown evaluator 'std'"),
         (["--workdir", str(workdir), "--config.seed=1"], "seed: the run's 0, --config's 1"),
         (["--workdir", str(workdir), "--config.seed", "x"], "expected a int like the run's 0"),
