@@ -1,9 +1,14 @@
-"""Evaluate a trained run: `python eval.py --config configs/hkmr.py --workdir runs/x`.
+"""Evaluate a trained run with its own config: `python eval.py --workdir runs/x`.
 
-See `hkmr_jax/eval_cli.py` for the flags (the same program is installed as `hkmr-eval`).
+See `hkmr_jax/eval_cli.py` for what it runs and writes (the same program is installed as
+`hkmr-eval`).
 """
 
-from hkmr_jax.eval_cli import main
+from absl import flags
+
+from hkmr_jax import eval_cli
+
+flags.adopt_module_key_flags(eval_cli)  # --help lists eval.py's own flags
 
 if __name__ == "__main__":
-    main()
+    eval_cli.main()

@@ -4,9 +4,9 @@ Train and evaluate both models with the same encoder, data and budget, then coll
 
     python train.py --config configs/hkmr.py --workdir runs/hkmr
     python train.py --config configs/hmr.py --workdir runs/hmr
-    python eval.py --config configs/hkmr.py --workdir runs/hkmr \\
+    python eval.py --workdir runs/hkmr \\
         --evaluators standard,occluded,doc_sweep
-    python eval.py --config configs/hmr.py --workdir runs/hmr \\
+    python eval.py --workdir runs/hmr \\
         --evaluators standard,occluded,doc_sweep
     python benchmarks/table1.py --runs hkmr=runs/hkmr,hmr=runs/hmr --plot docs/doc_sweep.png
 

@@ -4,7 +4,13 @@
         [--bbox X,Y,W,H | --openpose person_keypoints.json] [--step N]
     hkmr-demo --workdir runs/hkmr --image photos/ --out demo/ [--batch_size 8]
 
-For each image NAME (a file, or every image of a folder) it writes to `--out`:
+For each image (a file, or every image of a folder) it writes to `--out`, under its
+output name NAME: the image's stem (``ok.png`` → ``ok``), or its whole file name
+(``ok.png``) when another image of the folder has the same stem or a file name equal to
+that stem (``ok.png``, ``ok.jpg`` and ``ok_png.png`` give ``ok.png``, ``ok.jpg`` and
+``ok_png``); distinct images always get distinct files (`output_stems`). Images are
+read with Pillow in any mode, converted to RGB as ``Image.convert('RGB')`` does
+(`read_image`; 16-bit greyscale scaled to 8 bits):
 
 * ``NAME.obj``: the mesh (trimesh), in the camera's frame turned upright for mesh
   viewers: x right, y up, z towards the camera (the camera frame with y and z negated).
@@ -34,8 +40,9 @@ place; if anything for an image fails, none of its files remain. Errors (an unre
 image or one above `spin_format.MAX_IMAGE_PIXELS` pixels, a box outside the image or
 larger than `spin_format.MAX_BOX_FACTOR` × its larger side, an OpenPose file without
 confident keypoints, a missing run or checkpoint, a checkpoint that does not fit its
-config) are reported with what to do, and the command exits with a non-zero status.
-With a folder, the other images are still processed.
+config) are reported in a line naming the file, with what to do, and the command exits
+with status 2 (`--verbose`: with the traceback). With a folder, the other images are
+still processed.
 
 Library use::
 
@@ -51,7 +58,6 @@ Library use::
 from __future__ import annotations
 
 import argparse
-import functools
 import io
 import json
 import os
@@ -63,6 +69,8 @@ from typing import NamedTuple
 
 import jax
 import numpy as np
+
+from hkmr_jax import cli
 
 #: File name endings read in folder mode (case-insensitive).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -255,38 +263,51 @@ def crop_image(image, box: Box, size: int) -> np.ndarray:
 
 
 def read_image(path) -> np.ndarray:
-    """An image file as uint8 [H, W, 3] RGB (greyscale repeated, alpha dropped).
+    """An image file (its first frame) as uint8 [H, W, 3] RGB, read with Pillow.
+
+    Every 8-bit mode is converted as Pillow's ``Image.convert('RGB')`` converts it:
+    greyscale repeated, 1-bit as 0/255, palette through its palette (transparency
+    dropped), CMYK and YCbCr to RGB, alpha (LA, RGBA, PA) dropped. 16-bit greyscale
+    (``I;16*``, or ``I`` as Pillow reads 16-bit PNGs) is scaled to 8 bits as
+    ``round(v · 255 / 65535)`` and repeated; Pillow itself keeps 8 bits of 16-bit RGB.
 
     Raises:
-      DemoError: the file cannot be read as an image, or has more than
-        `spin_format.MAX_IMAGE_PIXELS` pixels (refused from its header, undecoded).
+      DemoError: the file cannot be read as an image, holds floating-point pixels, or
+        has more than `spin_format.MAX_IMAGE_PIXELS` pixels (refused from its header,
+        undecoded).
     """
-    import imageio.v3 as iio
+    from PIL import Image
 
     from hkmr_jax.data import spin_format
 
     path = pathlib.Path(path)
     try:
-        spin_format.open_image(path).close()  # the header only: huge images stay undecoded
-        image = np.asarray(iio.imread(path, plugin="pillow", index=0))
+        with spin_format.open_image(path) as im:  # refuses huge images from their header
+            im.load()
+            if im.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
+                grey = np.clip(np.asarray(im, np.float64), 0, 65535) * (255 / 65535)
+                image = np.repeat(np.rint(grey).astype(np.uint8)[..., None], 3, axis=2)
+            elif im.mode == "F":
+                raise DemoError(
+                    f"cannot read image {path}: its pixels are floating point (mode F); give "
+                    "an 8- or 16-bit image (PNG or JPEG)."
+                )
+            else:
+                image = np.asarray(im.convert("RGB"))
+    except DemoError:
+        raise
     except spin_format.ImageTooLargeError as e:
         raise DemoError(str(e)) from None
-    except Exception as e:  # imageio's plugins raise many types for bad files
+    except Image.DecompressionBombError as e:
+        raise DemoError(f"cannot read image {path}: {e}") from None
+    except (OSError, ValueError, SyntaxError) as e:  # Pillow's errors for bad files
+        reason = "not an image file Pillow recognises" if "cannot identify" in str(e) else e
+        raise DemoError(f"cannot read image {path} ({reason}); give a PNG or JPEG file.") from None
+    if min(image.shape[:2]) < 1:
         raise DemoError(
-            f"cannot read image {path} ({type(e).__name__}: {str(e)[:200]}); give a PNG or "
-            "JPEG file."
-        ) from None
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.ndim != 3 or image.shape[2] > 4 or min(image.shape) < 1:
-        raise DemoError(f"{path}: expected an RGB or greyscale image, got shape {image.shape}.")
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    elif image.dtype != np.uint8:
-        raise DemoError(f"{path}: expected 8- or 16-bit pixels, got {image.dtype}.")
-    if image.shape[2] <= 2:  # grey (+ alpha)
-        return np.repeat(image[..., :1], 3, axis=2)
-    return np.ascontiguousarray(image[..., :3])
+            f"cannot read image {path}: it is empty ({image.shape[1]}×{image.shape[0]})."
+        )
+    return np.ascontiguousarray(image)
 
 
 # ----------------------------------------------------------------------------- the model
@@ -306,16 +327,6 @@ class Prediction(NamedTuple):
     betas: np.ndarray
     camera: np.ndarray
     vertices: np.ndarray
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _regress(graphdef, variables, images):
-    """uint8 [B, S, S, 3] → the final iteration's `RegressorOutput`."""
-    from flax import nnx
-
-    from hkmr_jax import train_lib
-
-    return nnx.merge(graphdef, variables)(train_lib.normalize_images(images)).final
 
 
 @jax.jit
@@ -339,38 +350,24 @@ def predict_images(model, body, crops) -> Prediction:
     """
     from flax import nnx
 
+    from hkmr_jax import inference
+
     graphdef, variables = nnx.split(model)
-    out = _regress(graphdef, variables, crops)
+    out = inference.predict_fn(graphdef)(variables, crops).final
     vertices = _mesh(body, out.betas, out.rotmat)
     return Prediction(*(np.asarray(x) for x in (out.pose, out.betas, out.camera, vertices)))
 
 
 def load_run_config(workdir):
-    """A run's config (an `ml_collections.ConfigDict`) from ``WORKDIR/config.json``.
+    """A run's config (an `ml_collections.ConfigDict`) from ``WORKDIR/config.json``
+    (`hkmr_jax.inference.load_run_config`).
 
     Raises:
-      DemoError: no such directory, or no config.json in it.
+      cli.UserError: no such directory, or no readable config.json in it.
     """
-    import ml_collections
+    from hkmr_jax import inference
 
-    workdir = pathlib.Path(workdir).expanduser()
-    train = f"python train.py --config configs/hkmr.py --workdir {workdir}"
-    if not workdir.is_dir():
-        raise DemoError(
-            f"no run at {workdir} (no such directory); give the --workdir of a training run, "
-            f"or train one: {train}"
-        )
-    path = workdir / "config.json"
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DemoError(
-            f"{path} not found: {workdir} is not a training run's directory (training writes "
-            f"config.json there); give the --workdir you trained in, or train: {train}"
-        ) from None
-    except (OSError, json.JSONDecodeError) as e:
-        raise DemoError(f"cannot read {path} ({e}); it is written by training.") from None
-    return ml_collections.ConfigDict(data)
+    return inference.load_run_config(workdir)
 
 
 class Predictor:
@@ -392,42 +389,17 @@ class Predictor:
 
     @classmethod
     def from_workdir(cls, workdir, step: int | None = None) -> Predictor:
-        """Restore a run's latest (or `step`'s) checkpoint with its own config.
+        """Restore a run's latest (or `step`'s) checkpoint with its own config
+        (`hkmr_jax.inference.restore`, the path eval.py takes too).
 
         Raises:
-          DemoError: no run, no checkpoint, or checkpoints that do not fit the config.
+          cli.UserError: no run, no checkpoint (or no such step), or checkpoints that do
+            not fit the config.
         """
-        from hkmr_jax import checkpoint, train_lib
+        from hkmr_jax import inference
 
-        workdir = pathlib.Path(workdir).expanduser()
-        config = load_run_config(workdir)
-        steps = workdir / "checkpoints"
-        if not (steps.is_dir() and any(p.name.isdigit() for p in steps.iterdir())):
-            # Checked before building the model, which takes a while.
-            raise DemoError(
-                f"no checkpoint in {steps}: the run in {workdir} has not saved one yet; train "
-                f"it (python train.py --config ... --workdir {workdir}) or give another "
-                "--workdir."
-            )
-        # The checkpoint replaces the ImageNet initialisation: skip reading its file, which
-        # a demo machine need not have. (`config.prior` stays: it shapes the checkpoint.)
-        config.model.encoder_init = None
-        try:
-            model, restored = train_lib.restore_model(config, workdir, step)
-            body, _ = train_lib.load_body(config)
-        except checkpoint.CheckpointError as e:
-            lines = str(e).splitlines()
-            raise DemoError(
-                f"the checkpoint(s) in {steps} do not fit the model that "
-                f"{workdir / 'config.json'} describes (model {config.model.name!r}, encoder "
-                f"{config.model.encoder.name!r}), or are damaged. Keep the config.json that "
-                "training wrote beside its checkpoints"
-                + (f", and check that step {step} exists" if step is not None else "")
-                + f". First error: {(lines[1] if len(lines) > 1 else str(e))[:400]}"
-            ) from None
-        except (OSError, ValueError) as e:  # e.g. config.body_model is not on this machine
-            raise DemoError(f"cannot load the run in {workdir}: {e}") from None
-        return cls(config, model, body, restored)
+        run = inference.restore(workdir, step=step)
+        return cls(run.config, run.model, run.body, run.step)
 
     def __call__(self, crops, batch_size: int = 8) -> Prediction:
         """uint8 crops [N, S, S, 3] → `Prediction` of N, `batch_size` at a time (the last
@@ -610,10 +582,25 @@ def find_box(image_size, path, bbox=None, openpose=None) -> Box:
     return box_from_image(image_size)
 
 
-def _names(images: Sequence[pathlib.Path]) -> list[str]:
-    """Output names: the file stems, with the suffix added where two stems collide."""
-    stems = [p.stem for p in images]
-    return [p.stem if stems.count(p.stem) == 1 else f"{p.stem}_{p.suffix[1:]}" for p in images]
+def output_stems(images: Sequence[pathlib.Path]) -> list[str]:
+    """Each image's output name (`NAME` in the module docstring), distinct by construction.
+
+    An image is named by its stem (``ok.png`` → ``ok``) when no other image has that stem
+    and no image's file name equals it; otherwise by its whole file name (``ok.png``).
+    Proof of distinctness: two stem-named images have different stems (each stem is
+    unique); two file-named images have different file names (one folder); a stem-named
+    image's stem equals no image's file name (the rule). Comparisons ignore case, so this
+    holds on case-insensitive file systems too; and each output kind has its own ending
+    (``.obj``, ``_overlay.png``, ...), none a suffix of another, so distinct names give
+    distinct files.
+    """
+    stems = [p.stem.casefold() for p in images]
+    names = {p.name.casefold() for p in images}
+    return [
+        p.stem if stems.count(p.stem.casefold()) == 1 and p.stem.casefold() not in names
+        else p.name
+        for p in images
+    ]  # fmt: skip
 
 
 def run_demo(predictor: Predictor, images, out_dir, *, bbox=None, openpose=None,
@@ -637,7 +624,7 @@ def run_demo(predictor: Predictor, images, out_dir, *, bbox=None, openpose=None,
     import tqdm
 
     images = [pathlib.Path(p) for p in images]
-    names = dict(zip(images, _names(images), strict=True))
+    names = dict(zip(images, output_stems(images), strict=True))
     written: dict[pathlib.Path, list[pathlib.Path]] = {}
     failed: dict[pathlib.Path, str] = {}
     show = len(images) > 1 if progress is None else progress
@@ -711,7 +698,9 @@ def main(argv=None) -> int:
     parser.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
     parser.add_argument("--batch_size", type=int, default=8, help="images per forward pass")
     parser.add_argument("--render_size", type=int, default=224, help="side of the PNGs, px")
+    parser.add_argument("--verbose", action="store_true", help="print tracebacks of errors")
     args = parser.parse_args(argv)
+    cli.set_verbose(args.verbose)
     if args.batch_size < 1:
         parser.error(f"--batch_size must be positive, got {args.batch_size}.")
     if not 16 <= args.render_size <= MAX_RENDER_SIZE:
@@ -719,24 +708,24 @@ def main(argv=None) -> int:
         parser.error(f"--render_size must be 16 to {MAX_RENDER_SIZE} pixels, got "
                      f"{args.render_size}.")  # fmt: skip
     try:
-        images = list_images(args.image)
-        if args.openpose is not None:
-            openpose = pathlib.Path(args.openpose)
-            if not openpose.exists():
-                raise DemoError(f"OpenPose file {openpose} does not exist.")
-            if len(images) > 1 and not openpose.is_dir():
-                raise DemoError(
-                    "--image is a folder: give --openpose a folder of OpenPose files "
-                    "(<image name>_keypoints.json), not one file."
-                )
-        if pathlib.Path(args.out).exists() and not pathlib.Path(args.out).is_dir():
-            raise DemoError(f"--out {args.out} exists and is not a folder.")
-        if len(images) == 1:  # fail fast, before the model loads (which takes a while)
-            find_box(read_image(images[0]).shape[:2], images[0], args.bbox, args.openpose)
-        predictor = Predictor.from_workdir(args.workdir, args.step)
-    except DemoError as e:
-        print(f"{_PROG}: error: {e}", file=sys.stderr)
-        return 1
+        with cli.report_errors(_PROG):  # one line and exit status 2 (cli.report_errors)
+            images = list_images(args.image)
+            if args.openpose is not None:
+                openpose = pathlib.Path(args.openpose)
+                if not openpose.exists():
+                    raise DemoError(f"OpenPose file {openpose} does not exist.")
+                if len(images) > 1 and not openpose.is_dir():
+                    raise DemoError(
+                        "--image is a folder: give --openpose a folder of OpenPose files "
+                        "(<image name>_keypoints.json), not one file."
+                    )
+            if pathlib.Path(args.out).exists() and not pathlib.Path(args.out).is_dir():
+                raise DemoError(f"--out {args.out} exists and is not a folder.")
+            if len(images) == 1:  # fail fast, before the model loads (which takes a while)
+                find_box(read_image(images[0]).shape[:2], images[0], args.bbox, args.openpose)
+            predictor = Predictor.from_workdir(args.workdir, args.step)
+    except SystemExit as e:
+        return e.code
     written, failed = run_demo(predictor, images, args.out, bbox=args.bbox,
                                openpose=args.openpose, batch_size=args.batch_size,
                                render_size=args.render_size)  # fmt: skip
@@ -744,7 +733,7 @@ def main(argv=None) -> int:
         print(f"{_PROG}: error: {message}", file=sys.stderr)
     print(f"{len(written)} of {len(images)} image(s) done (checkpoint step {predictor.step}); "
           f"outputs in {args.out}")  # fmt: skip
-    return 1 if failed else 0
+    return 2 if failed else 0
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ import smpl_jax
 from hkmr_jax import checkpoint as checkpoint_lib
 from hkmr_jax import eval_lib, fit_store, losses, models, prior_train, smplify
 from hkmr_jax.data import pipeline
-from hkmr_jax.models import encoder as encoder_lib
+from hkmr_jax.inference import normalize_images, predict_fn
 from hkmr_jax.models import pose_prior
 from hkmr_jax.models.params import RegressorOutput
 
@@ -71,9 +71,6 @@ BOOKKEEPING_KEYS = frozenset(
     {"log_every", "checkpoint_every", "keep_checkpoints", "eval_every", "evals",
      "eval_batch_size", "progress_bar"}
 )  # fmt: skip
-
-_MEAN = np.asarray(encoder_lib.IMAGENET_MEAN, np.float32)
-_STD = np.asarray(encoder_lib.IMAGENET_STD, np.float32)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -85,11 +82,6 @@ class WorkdirConfigError(ValueError):
 
 
 # ----------------------------------------------------------------------------- pieces
-
-
-def normalize_images(images):
-    """uint8 [B, H, W, 3] → float32 RGB normalised with ImageNet's mean and std."""
-    return (images.astype(jnp.float32) / 255.0 - _MEAN) / _STD
 
 
 def load_body(config):
@@ -601,19 +593,8 @@ class Trainer:
         model = nnx.merge(self.graphdef, host["params"], host["batch_stats"], host["rest"])
         model.eval()
         graphdef, variables = nnx.split(model)
-        return functools.partial(_predict(graphdef), variables)
-
-
-@functools.lru_cache(maxsize=4)
-def _predict(graphdef):
-    """A jitted (variables, uint8 images) → RegressorOutput for one eval-mode graph
-    (cached: evaluating again, e.g. every `eval_every` steps, does not recompile)."""
-
-    @jax.jit
-    def predict(variables, images):
-        return nnx.merge(graphdef, variables)(normalize_images(images))
-
-    return predict
+        # The program eval.py and the demo run too (`hkmr_jax.inference`): the same numbers.
+        return functools.partial(predict_fn(graphdef), variables)
 
 
 # ----------------------------------------------------------------------------- evaluators

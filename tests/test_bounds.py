@@ -179,7 +179,7 @@ def child(hostile) -> dict[str, dict]:
         ("npy_declared", "ArrayFileError", ["declared.npy", "[17, 1000000000]", "truncated"]),
         ("openpose_far", "DemoError",
          ["far_keypoints.json", "farthest keypoint at (1e+09, 2e+09)", "8×"]),
-        ("demo_bbox_1e9", "1", ["hkmr-demo: error: bounding box", "more than 8×"]),
+        ("demo_bbox_1e9", "2", ["hkmr-demo: error: bounding box", "more than 8×"]),
     ],
 )  # fmt: skip
 def test_hostile_sizes_end_in_one_message_within_the_memory_cap(child, name, kind, pieces):

@@ -19,7 +19,7 @@ import pytest
 import trimesh
 
 import smpl_jax
-from hkmr_jax import checkpoint, config_files, demo, train_lib
+from hkmr_jax import checkpoint, cli, config_files, demo, train_lib
 
 ROOT = Path(__file__).resolve().parents[1]
 RENDER = 48  # --render_size in these tests: small pictures, quick to draw
@@ -189,7 +189,7 @@ def test_a_folder_is_done_in_batches_and_a_bad_image_fails_alone(run, predictor,
     out = tmp_path / "out"
     argv = ["--workdir", str(run), "--image", str(folder), "--out", str(out),
             "--batch_size", "2", "--render_size", str(RENDER)]  # fmt: skip
-    assert demo.main(argv) == 1  # d.png failed
+    assert demo.main(argv) == 2  # d.png failed
     err = capsys.readouterr().err
     assert "cannot read image" in err and "d.png" in err and "a.png" not in err
     stems = sorted({p.name.split(".")[0].split("_")[0] for p in out.iterdir()})
@@ -234,13 +234,14 @@ def test_the_run_s_own_body_file_is_used(run, smpl_arrays, tmp_path):
 
 
 def _fails(argv, capsys, message, out):
-    assert demo.main(argv) != 0
+    assert demo.main(argv) == 2
     err = capsys.readouterr().err
     assert message in err, err
     assert _files(out) == []
 
 
-def test_errors_name_the_problem_and_leave_no_files(run, tmp_path, capsys):
+def test_errors_name_the_problem_and_leave_no_files(run, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "_verbose", False)  # --verbose below: undone after the test
     iio.imwrite(tmp_path / "ok.png", _image())
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
     out = tmp_path / "out"
@@ -251,6 +252,8 @@ def test_errors_name_the_problem_and_leave_no_files(run, tmp_path, capsys):
 
     _fails(args("broken.png"), capsys, f"cannot read image {tmp_path / 'broken.png'}", out)
     _fails(args("missing.png"), capsys, "missing.png does not exist", out)
+    _fails(args("missing.png", "--verbose"), capsys, "Traceback", out)  # --verbose: with it
+    _fails(args("ok.png", "--step", "4"), capsys, "no checkpoint step 4", out)
     _fails(args("ok.png", "--bbox", "500,20,30,30"), capsys, "lies outside the image", out)
     keypoints = tmp_path / "ok_keypoints.json"
     keypoints.write_text(json.dumps({"people": [{"pose_keypoints_2d": [10, 10, 0.1] * 25}]}))
@@ -270,4 +273,109 @@ def test_errors_name_the_problem_and_leave_no_files(run, tmp_path, capsys):
     config["model"]["mean_params"]["num_betas"] = 11  # the checkpoint's shape net has 10
     (other / "config.json").write_text(json.dumps(config))
     with pytest.warns(UserWarning, match="could not be restored"):
-        _fails(args("ok.png", workdir=other), capsys, "do not fit the model", out)
+        _fails(
+            args("ok.png", workdir=other), capsys, "config.json is not the one training wrote", out
+        )
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def test_read_image_converts_every_mode_to_rgb(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    grey = rng.integers(0, 256, (6, 7), dtype=np.uint8)
+    rgb = rng.integers(0, 256, (6, 7, 3), dtype=np.uint8)
+    alpha = rng.integers(0, 256, (6, 7), dtype=np.uint8)
+    bits = rng.random((6, 7)) > 0.5
+    wide = rng.integers(0, 65536, (6, 7), dtype=np.uint16)
+    wide[0, :3] = (0, 65535, 257)
+    palette = rng.integers(0, 256, (256, 3), dtype=np.uint8)
+    index = rng.integers(0, 256, (6, 7), dtype=np.uint8)
+    # CMYK: cyan, magenta, yellow and black at full strength, and nothing (white).
+    cmyk = np.zeros((6, 7, 4), np.uint8)
+    for i in range(4):
+        cmyk[i, :, i] = 255
+    p = Image.fromarray(index, "P")
+    p.putpalette(palette.ravel().tolist())
+    files = {
+        "grey.png": (Image.fromarray(grey, "L"), np.repeat(grey[..., None], 3, -1)),
+        "la.png": (Image.fromarray(np.stack([grey, alpha], -1), "LA"),
+                   np.repeat(grey[..., None], 3, -1)),
+        "rgba.png": (Image.fromarray(np.dstack([rgb, alpha]), "RGBA"), rgb),
+        "bits.png": (Image.fromarray(bits), np.repeat(bits[..., None] * 255, 3, -1)),
+        "wide.png": (Image.fromarray(wide), np.repeat(
+            np.rint(wide / 65535 * 255)[..., None], 3, -1)),
+        "palette.png": (p, palette[index]),
+        "cmyk.tif": (Image.fromarray(cmyk, "CMYK"), None),
+    }  # fmt: skip
+    for name, (image, _) in files.items():
+        image.save(tmp_path / name, **({"transparency": 3} if name == "palette.png" else {}))
+    assert Image.open(tmp_path / "bits.png").mode == "1"
+    assert Image.open(tmp_path / "wide.png").mode.startswith("I")
+    assert "transparency" in Image.open(tmp_path / "palette.png").info
+    for name, (_, expected) in files.items():
+        image = demo.read_image(tmp_path / name)
+        assert image.dtype == np.uint8 and image.shape == (6, 7, 3), name
+        if expected is not None:
+            np.testing.assert_array_equal(image, expected, err_msg=name)
+    np.testing.assert_array_equal(demo.read_image(tmp_path / "wide.png")[0, :3, 0], [0, 255, 1])
+    # CMYK as Pillow converts it: R = 255 - C - K, ... (clipped); row 4 is white.
+    image = demo.read_image(tmp_path / "cmyk.tif")
+    expected = [(0, 255, 255), (255, 0, 255), (255, 255, 0), (0, 0, 0), (255, 255, 255)]
+    np.testing.assert_array_equal(image[:5, 0], expected)
+    # A CMYK JPEG (Adobe's inverted storage, as Photoshop writes it) reads as its colours.
+    Image.fromarray(cmyk, "CMYK").save(tmp_path / "cmyk.jpg", quality=100)
+    np.testing.assert_allclose(demo.read_image(tmp_path / "cmyk.jpg")[:5, 0], expected, atol=8)
+
+    (tmp_path / "text.png").write_text("not an image")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "grey.png").read_bytes()[:60])
+    for name in ("text.png", "cut.png"):
+        with pytest.raises(demo.DemoError, match=f"cannot read image {tmp_path / name}") as e:
+            demo.read_image(tmp_path / name)
+        assert "uri" not in str(e.value) and "give a PNG or JPEG" in str(e.value)
+    Image.fromarray(np.zeros((4, 4), np.float32), "F").save(tmp_path / "float.tif")
+    with pytest.raises(demo.DemoError, match="floating point"):
+        demo.read_image(tmp_path / "float.tif")
+
+
+def test_output_names_never_collide():
+    names = lambda files: demo.output_stems([Path("/in") / f for f in files])
+    assert names(["ok.png", "ok.jpg", "ok_png.png"]) == ["ok.png", "ok.jpg", "ok_png"]
+    assert names(["ok.png.jpg", "ok.png", "ok.jpg"]) == ["ok.png.jpg", "ok.png", "ok.jpg"]
+    assert names(["A.png", "a.jpg", "b.png"]) == ["A.png", "a.jpg", "b"]
+    assert names(["person.jpg"]) == ["person"]
+    # Random folders over a tiny alphabet (many collisions): every output file is distinct,
+    # also on a case-insensitive file system.
+    rng = np.random.default_rng(0)
+    parts = ["a", "A", "b", ".", "_", "png", "jpg", "_png", "_side", "_overlay"]
+    for _ in range(300):
+        files = {"".join(rng.choice(parts, rng.integers(1, 4))) + rng.choice([".png", ".jpg"])
+                 for _ in range(rng.integers(1, 8))}  # fmt: skip
+        files = sorted({f.casefold(): f for f in files}.values())  # one folder's names
+        outputs = [o.casefold() for n in names(files) for o in demo.output_names(n).values()]
+        assert len(outputs) == len(set(outputs)) == 5 * len(files), files
+
+
+def test_colliding_stems_and_unusual_modes_in_a_folder(run, tmp_path, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    iio.imwrite(folder / "ok.png", _image(1))
+    iio.imwrite(folder / "ok.jpg", _image(2))
+    iio.imwrite(folder / "ok_png.png", _image(3))
+    Image.fromarray(_image(4)).convert("CMYK").save(folder / "cmyk.jpg")
+    Image.fromarray(_image(5)[..., 0] > 100).save(folder / "bits.png")
+    out = tmp_path / "out"
+    argv = ["--workdir", str(run), "--image", str(folder), "--out", str(out),
+            "--render_size", str(RENDER)]  # fmt: skip
+    assert demo.main(argv) == 0, capsys.readouterr().err
+    assert "5 of 5 image(s) done" in capsys.readouterr().out
+    assert len(list(out.iterdir())) == 25
+    for name, image in (("ok.png", "ok.png"), ("ok.jpg", "ok.jpg"), ("ok_png", "ok_png.png"),
+                        ("cmyk", "cmyk.jpg"), ("bits", "bits.png")):  # fmt: skip
+        record = json.loads((out / f"{name}.json").read_text())
+        assert record["image"] == str(folder / image)
+        assert (out / f"{name}_overlay.png").is_file()

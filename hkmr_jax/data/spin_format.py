@@ -66,6 +66,7 @@ import collections
 import concurrent.futures
 import dataclasses
 import io
+import logging
 import os
 import pathlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -78,6 +79,17 @@ import tqdm
 
 from hkmr_jax.data import mpii_visibility
 from smpl_jax import array_files, skeleton
+
+
+def _quiet_opencv_notice(record) -> bool:
+    """A logging filter: TFDS warns "OpenCV is not installed" when it decodes a JPEG with
+    Pillow, which is this project's default (OpenCV is the optional extra `[opencv]`,
+    used by TFDS when installed); the notice is dropped."""
+    return not str(record.msg).startswith("OpenCV is not installed")
+
+
+if _quiet_opencv_notice not in logging.getLogger("absl").filters:
+    logging.getLogger("absl").addFilter(_quiet_opencv_notice)
 
 #: Side of the stored crops, pixels (SPIN's `constants.IMG_RES`).
 IMG_RES = 224
@@ -220,6 +232,22 @@ def _check_splits(name: str, splits: Iterable[str] | None) -> tuple[str, ...]:
             f"valid splits: {', '.join(table)}."
         )
     return splits
+
+
+def available_splits(name: str, manual_dir) -> tuple[list[str], dict[str, str]]:
+    """The splits of `name` whose npz file is in `manual_dir`, and why the others are not.
+
+    Returns:
+      (present splits, {absent split: the npz path(s) looked for}), in `DATASETS` order.
+    """
+    extras = pathlib.Path(manual_dir).expanduser() / EXTRAS_DIR
+    present, absent = [], {}
+    for split, src in _check_name(name).items():
+        if any((extras / f).is_file() for f in src.npz_files):
+            present.append(split)
+        else:
+            absent[split] = " or ".join(str(extras / f) for f in src.npz_files)
+    return present, absent
 
 
 # ---------------------------------------------------------------------------------------
@@ -736,6 +764,15 @@ class SpinFormat(tfds.core.GeneratorBasedBuilder):
             self._mpii_people = mpii_visibility.read_annotations(self._mpii_annotations)
         source = f"{npz_path} (matched against {self._mpii_annotations})"
         return mpii_visibility.spin_visibility(records, self._mpii_people, source=source)
+
+    # TFDS announces a download ("Downloading and preparing dataset Unknown size ...") and
+    # "downloaded and prepared": this builder reads local files only, so say that instead.
+    def _log_download_bytes(self) -> None:
+        print(f"Building {self.name}/{self.builder_config.name} from local files into "
+              f"{self.data_dir} ...", flush=True)  # fmt: skip
+
+    def _log_download_done(self) -> None:
+        print(f"Built {self.name}/{self.builder_config.name} in {self.data_dir}.", flush=True)
 
     def _split_generators(self, dl_manager):
         try:

@@ -274,7 +274,7 @@ def test_mpii_built_without_the_mat_is_refused_by_the_evaluator(manual_dir, mat_
     with pytest.raises(FileExistsError, match="without MPII's visibility flags"):
         spin_format.build("mpii", manual_dir, out, mpii_annotations=mat_path)
     assert build_cli.main(["--dataset", "lsp", "--manual_dir", str(manual_dir), "--data_dir",
-                           str(out), "--mpii_annotations", str(mat_path)]) == 1  # fmt: skip
+                           str(out), "--mpii_annotations", str(mat_path)]) == 2  # fmt: skip
     assert "applies to dataset 'mpii' only, not 'lsp'" in capsys.readouterr().err
 
 
@@ -282,6 +282,6 @@ def test_build_names_a_missing_annotation_file(manual_dir, tmp_path, capsys):
     missing = tmp_path / mpii_visibility.MAT_NAME
     out = tmp_path / "tfds"
     args = ["--dataset", "mpii", "--manual_dir", str(manual_dir), "--data_dir", str(out)]
-    assert build_cli.main([*args, "--mpii_annotations", str(missing)]) == 1
+    assert build_cli.main([*args, "--mpii_annotations", str(missing)]) == 2
     assert f"MPII annotation file {missing} does not exist" in capsys.readouterr().err
     assert not (out / "spin_format" / "mpii" / "1.1.0").exists()

@@ -325,7 +325,7 @@ def test_unknown_dataset_name_lists_the_valid_ones(tmp_path, capsys):
     with pytest.raises(ValueError, match="valid splits: train, valid_p1, valid_p2"):
         spin_format.load_split("h36m", "test", tmp_path)
     assert build_cli.main(["--dataset", "human36m", "--manual_dir", str(tmp_path),
-                           "--data_dir", str(tmp_path)]) == 1  # fmt: skip
+                           "--data_dir", str(tmp_path)]) == 2  # fmt: skip
     assert "valid names: h36m, mpii" in capsys.readouterr().err
 
 
@@ -477,3 +477,35 @@ def test_malformed_npz_is_one_message_naming_the_file(tmp_path, case, pieces):
     assert str(path) in str(e.value)
     for piece in pieces:
         assert piece in str(e.value), str(e.value)
+
+
+def test_the_command_builds_the_splits_it_has_and_names_the_others(manual_dir, tmp_path,
+                                                                   capsys):  # fmt: skip
+    # manual_dir has LSP's test file only (not lsp_dataset_original_train.npz).
+    out = tmp_path / "out"
+    argv = ["--dataset", "lsp", "--manual_dir", str(manual_dir), "--data_dir", str(out)]
+    assert build_cli.main(argv) == 0
+    captured = capsys.readouterr()
+    missing = manual_dir / "dataset_extras" / "lsp_dataset_original_train.npz"
+    assert f"skipping lsp/train: no {missing}" in captured.err
+    assert "building lsp split(s) test" in captured.err
+    assert f"spin_format/lsp at {out / 'spin_format' / 'lsp' / '1.0.0'} (test: 4)" in captured.out
+    # TFDS's download announcements are replaced by what happens: a local build.
+    assert "Downloading" not in captured.out and "downloaded" not in captured.out
+    assert "Building spin_format/lsp from local files" in captured.out
+    assert len(spin_format.load_split("lsp", "test", out)) == 4
+    # No file of the dataset at all: one line naming what is missing, exit status 2.
+    argv = ["--dataset", "3dpw", "--manual_dir", str(manual_dir), "--data_dir", str(out)]
+    assert build_cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m hkmr_jax.data.build: error: SPIN-format 3dpw/test: missing")
+    assert "Traceback" not in err
+
+
+def test_tfds_opencv_notice_is_dropped(caplog):
+    from absl import logging as absl_logging
+
+    with caplog.at_level("WARNING"):
+        absl_logging.warning("OpenCV is not installed. We recommend using OpenCV ...")
+        absl_logging.warning("another warning")
+    assert [r.getMessage() for r in caplog.records] == ["another warning"]

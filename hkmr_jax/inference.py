@@ -1,0 +1,184 @@
+"""Restore a trained run and predict: the one path shared by training's evaluation,
+`eval.py` and the demo.
+
+    run = inference.restore("runs/hkmr")       # the run's own WORKDIR/config.json
+    out = run.predict(images)                   # uint8 [B, S, S, 3] → RegressorOutput
+
+`predict_fn(graphdef)` is the jitted (variables, uint8 images) → `RegressorOutput` that
+training's evaluation (`train_lib.Trainer.predictor`) uses too, so a restored run
+reproduces the numbers of its own end-of-training evaluation bit for bit (same program,
+same parameters, same batch size).
+
+Every failure a user can cause (no such workdir, no config.json, no checkpoint, a step
+that is not there, checkpoints that do not fit the config, a body file that is missing
+here) is a `cli.UserError` naming the thing; nothing is created or changed in the
+workdir.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import pathlib
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from hkmr_jax.cli import UserError
+from hkmr_jax.models import encoder as encoder_lib
+
+_MEAN = np.asarray(encoder_lib.IMAGENET_MEAN, np.float32)
+_STD = np.asarray(encoder_lib.IMAGENET_STD, np.float32)
+
+
+def normalize_images(images):
+    """uint8 [B, H, W, 3] → float32 RGB normalised with ImageNet's mean and std."""
+    return (images.astype(jnp.float32) / 255.0 - _MEAN) / _STD
+
+
+@functools.lru_cache(maxsize=4)
+def predict_fn(graphdef):
+    """A jitted (variables, uint8 images [B, S, S, 3]) → RegressorOutput for one
+    eval-mode graph (cached: evaluating again does not recompile)."""
+
+    @jax.jit
+    def predict(variables, images):
+        return nnx.merge(graphdef, variables)(normalize_images(images))
+
+    return predict
+
+
+def _train_hint(workdir) -> str:
+    return f"python train.py --config configs/hkmr.py --workdir {workdir}"
+
+
+def check_workdir(workdir) -> pathlib.Path:
+    """`workdir` as a Path, if it is an existing directory (else a `UserError`)."""
+    workdir = pathlib.Path(workdir).expanduser()
+    if not workdir.is_dir():
+        what = "not a directory" if workdir.exists() else "no such directory"
+        raise UserError(
+            f"no run at {workdir} ({what}); give the --workdir of a training run, or train "
+            f"one: {_train_hint(workdir)}"
+        )
+    return workdir
+
+
+def load_run_config(workdir):
+    """A run's config (an `ml_collections.ConfigDict`) from ``WORKDIR/config.json``,
+    written by training."""
+    import ml_collections
+
+    workdir = check_workdir(workdir)
+    path = workdir / "config.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(
+            f"{path} not found: {workdir} is not a training run's directory (training writes "
+            f"config.json there); give the --workdir you trained in, or train: "
+            f"{_train_hint(workdir)}"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"cannot read {path} ({e}); it is the config training wrote.") from None
+    if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+        raise UserError(f"{path} is not a run's config (no 'model' section).")
+    return ml_collections.ConfigDict(data)
+
+
+def saved_steps(workdir) -> list[int]:
+    """The step directories under ``WORKDIR/checkpoints`` (names that are numbers)."""
+    directory = pathlib.Path(workdir) / "checkpoints"
+    if not directory.is_dir():
+        return []
+    return sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+class Restored(NamedTuple):
+    """A trained run ready to predict.
+
+    Attributes:
+      config: the run's config (its config.json).
+      model: the restored model, eval mode.
+      step: the restored checkpoint's step.
+      body: its `smpl_jax.SMPL`.
+      h36m_regressor: [17, V] the body's Human3.6M joint regressor.
+      variables: the model's state (`nnx.split(model)[1]`).
+      graphdef: the model's graph.
+    """
+
+    config: Any
+    model: Any
+    step: int
+    body: Any
+    h36m_regressor: Any
+    variables: Any
+    graphdef: Any
+
+    def predict(self, images):
+        """uint8 [B, S, S, 3] → `RegressorOutput` (every iteration; `.final` the last)."""
+        return predict_fn(self.graphdef)(self.variables, images)
+
+    def predictor(self):
+        """`predict` as a plain function (what `eval_lib.EvalContext` takes)."""
+        return functools.partial(predict_fn(self.graphdef), self.variables)
+
+
+def restore(workdir, config=None, step: int | None = None) -> Restored:
+    """Restore a run's latest readable checkpoint (or `step`) with its own config.
+
+    Args:
+      workdir: the training run's directory.
+      config: the config to build the model with (default: ``WORKDIR/config.json``); a
+        caller that lets the user change evaluation fields passes the changed one.
+      step: a saved step (default: the newest that restores).
+    """
+    from hkmr_jax import checkpoint, train_lib
+
+    workdir = check_workdir(workdir)
+    config = load_run_config(workdir) if config is None else config
+    steps = saved_steps(workdir)
+    where = workdir / "checkpoints"
+    if not steps:  # checked before building the model, which takes a while
+        raise UserError(
+            f"no checkpoint in {where}: the run in {workdir} has not saved one yet; train it "
+            f"further (python train.py --workdir {workdir} ...) or give another --workdir."
+        )
+    if step is not None and int(step) not in steps:
+        raise UserError(
+            f"no checkpoint step {step} in {where}; saved steps: "
+            f"{', '.join(map(str, steps))}. Give one of them to --step, or leave --step out "
+            "for the newest."
+        )
+    # The checkpoint replaces the ImageNet initialisation: skip reading its file, which
+    # an evaluation machine need not have. (`config.prior` stays: it shapes the state.)
+    config = config.copy_and_resolve_references()
+    if config.model.get("encoder_init"):
+        config.model.encoder_init = None
+    try:
+        model, restored = train_lib.restore_model(config, workdir, step)
+    except checkpoint.CheckpointError as e:
+        lines = str(e).splitlines()
+        first = (lines[1] if len(lines) > 1 else str(e))[:400]
+        which = f"step {step}" if step is not None else "no saved step"
+        raise UserError(
+            f"{which} in {where} could be restored with the model that "
+            f"{workdir / 'config.json'} describes (model {config.model.name!r}, encoder "
+            f"{config.model.encoder.get('name')!r}): either the checkpoint files are damaged "
+            "or config.json is not the one training wrote beside them. Nothing was changed; "
+            f"first error: {first}"
+        ) from None
+    except (OSError, ValueError) as e:  # e.g. config.body_model is not on this machine
+        raise UserError(f"cannot load the run in {workdir}: {e}") from None
+    try:
+        body, regressor = train_lib.load_body(config)
+    except (OSError, ValueError) as e:
+        raise UserError(
+            f"cannot load the run's body (config.body_model / config.h36m_regressor of "
+            f"{workdir / 'config.json'}): {e}"
+        ) from None
+    graphdef, variables = nnx.split(model)
+    return Restored(config, model, int(restored), body, regressor, variables, graphdef)
