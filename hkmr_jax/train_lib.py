@@ -42,9 +42,9 @@ import functools
 import json
 import math
 import os
-import socket
 import shutil
 import signal
+import socket
 import threading
 import time
 import warnings
@@ -794,7 +794,8 @@ def validate_config(config) -> None:
                         "built-in body has its own regressor; set both.")  # fmt: skip
     if config.get("body_model") and not config.get("h36m_regressor"):
         problems.append("config.body_model needs config.h36m_regressor: the [17, V] "
-                        "Human3.6M regressor of that body (SPIN's J_regressor_h36m.npy).")  # fmt: skip
+                        "Human3.6M regressor of that body (SPIN's J_regressor_h36m.npy)."
+                        )  # fmt: skip
     if config.get("prior") == "vae" and not config.get("prior_checkpoint"):
         training = config.get("prior_training")
         if training is not None:
@@ -844,7 +845,7 @@ class WorkdirLock:
     def __enter__(self) -> WorkdirLock:
         if jax.process_index() != 0:
             return self
-        handle = open(self.path, "a+")  # noqa: SIM115 (held until __exit__)
+        handle = open(self.path, "a+")  # held until __exit__
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -912,12 +913,16 @@ def check_workdir(config, workdir: Path, *, extend: bool = False):
         return config
     hint = "Use another --workdir for a new run"
     if more and grows and not extend:
-        hint = ("To train this run longer, add --extend (only num_steps may change; the "
-                "extra steps run at the schedule's final learning rate). Or use another "
-                "--workdir")
+        hint = (
+            "To train this run longer, add --extend (only num_steps may change; the "
+            "extra steps run at the schedule's final learning rate). Or use another "
+            "--workdir"
+        )
     elif extend:
-        hint = ("--extend allows only a larger num_steps; undo the other changes, or use "
-                "another --workdir")
+        hint = (
+            "--extend allows only a larger num_steps; undo the other changes, or use "
+            "another --workdir"
+        )
     raise WorkdirConfigError(
         f"{workdir} holds a run of a different config ({path}); differences:\n  "
         + "\n  ".join(diff[:20])

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -128,7 +129,7 @@ def test_paper_variants_need_the_body_and_encoder_weights(tmp_path):
     config.prior_checkpoint = str(tmp_path)  # a directory (contents are checked later)
     train_lib.validate_config(config)  # said explicitly: accepted
     config.data.datasets = [{"name": "h36m", "ratio": 1.0}]
-    with pytest.raises(train_lib.ConfigError, match="'h36m' needs config.data.data_dir"):
+    with pytest.raises(train_lib.ConfigError, match=r"'h36m' needs config\.data\.data_dir"):
         train_lib.validate_config(config)
     # The other variants use the built-in body and a small CNN without complaint.
     train_lib.validate_config(smoke_config())
@@ -194,17 +195,32 @@ def test_a_failed_start_leaves_no_config_and_no_workdir(tmp_path):
 # ----------------------------------------------------------------------------- training
 
 
-def test_a_damaged_step_is_set_aside_and_trained_again(tmp_path, capfd):
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A finished 4-step smoke run (checkpoints 2 and 4) and its step-4 state; tests
+    work on copies (`copy_run`)."""
     config = smoke_config()
-    workdir = tmp_path / "run"
+    workdir = tmp_path_factory.mktemp("finished") / "run"
     train_lib.train_and_evaluate(config, workdir)
-    _, original = restore(workdir, config)
+    return workdir, restore(workdir, config)[1]
+
+
+def copy_run(finished_run, tmp_path) -> Path:
+    workdir = tmp_path / "run"
+    shutil.copytree(finished_run[0], workdir)
+    return workdir
+
+
+def test_a_damaged_step_is_set_aside_and_trained_again(finished_run, tmp_path, capfd):
+    config = smoke_config()
+    workdir = copy_run(finished_run, tmp_path)
     step4 = workdir / "checkpoints" / "4"
     for path in step4.rglob("*"):  # truncate the arrays' data files to half
         if path.is_file() and path.parent.name == "d":
             path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     capfd.readouterr()
-    results = train_lib.train_and_evaluate(config, workdir)
+    with pytest.warns(UserWarning, match="step 4 .* could not be restored"):
+        results = train_lib.train_and_evaluate(config, workdir)
     out, err = capfd.readouterr()
     assert results["step"] == 4
     assert "resuming from step 2" in out
@@ -216,16 +232,15 @@ def test_a_damaged_step_is_set_aside_and_trained_again(tmp_path, capfd):
     step, state = restore(workdir, config)
     assert step == 4
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
-                 state["params"], original["params"])  # fmt: skip
+                 state["params"], finished_run[1]["params"])  # fmt: skip
     # The run released its lock.
     with train_lib.WorkdirLock(workdir):
         pass
 
 
-def test_a_finished_run_is_extended_with_its_schedule_kept(tmp_path, capfd):
+def test_a_finished_run_is_extended_with_its_schedule_kept(finished_run, tmp_path, capfd):
     config = smoke_config()
-    workdir = tmp_path / "run"
-    train_lib.train_and_evaluate(config, workdir)
+    workdir = copy_run(finished_run, tmp_path)
     longer = smoke_config(num_steps=6)
     with pytest.raises(train_lib.WorkdirConfigError) as info:
         train_lib.train_and_evaluate(longer, workdir)
@@ -250,6 +265,18 @@ def test_a_finished_run_is_extended_with_its_schedule_kept(tmp_path, capfd):
     # Resuming the extended run later needs no flag; the schedule stays the run's.
     kept = train_lib.check_workdir(smoke_config(num_steps=6), workdir)
     assert kept.optimizer.schedule_steps == 4
+
+
+def test_a_pose_prior_config_is_checked_before_its_workdir_exists(tmp_path):
+    from hkmr_jax import prior_train
+
+    config = prior_train.default_config()
+    config.num_steps, config.data.source = -5, "amass"
+    with pytest.raises(ValueError) as info:
+        prior_train.train_pose_prior(config, tmp_path / "vae")
+    assert "config.num_steps=-5" in str(info.value)
+    assert "config.data.amass_glob is not set" in str(info.value)
+    assert not (tmp_path / "vae").exists()
 
 
 def test_a_failed_checkpoint_write_is_one_message(tmp_path):
