@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging as std_logging
 import os
 import sys
+import traceback
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -55,7 +56,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
         return FLAGS(argv)
     except Exception as error:  # anything raised while reading the command line
         if "--verbose" in argv:
-            raise
+            traceback.print_exc()
         text = cli.message(error)
         if isinstance(error, AttributeError | KeyError):  # ConfigDict: a KeyError inside
             inner = error

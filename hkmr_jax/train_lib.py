@@ -732,10 +732,11 @@ def validate_config(config) -> None:
         if value not in valid:
             problems.append(f"config.{name}={value!r}: unknown; choose one of {sorted(valid)}.")
 
-    for name in ("batch_size", "num_steps", "checkpoint_every", "log_every",
-                 "eval_batch_size", "data.image_size"):  # fmt: skip
+    for name in ("batch_size", "num_steps", "checkpoint_every", "data.image_size"):
         integer(name, 1)
-    integer("eval_every", 0)
+    integer("log_every", 1, required=False)  # these have defaults
+    integer("eval_batch_size", 1, required=False)
+    integer("eval_every", 0, required=False)
     integer("keep_checkpoints", 1, required=False)
     integer("optimizer.warmup_steps", 0, required=False)
     integer("optimizer.schedule_steps", 1, required=False)
@@ -801,6 +802,15 @@ def validate_config(config) -> None:
         if training is not None:
             problems += [f"config.prior_training.{p[7:]}"
                          for p in prior_train.config_problems(training)]  # fmt: skip
+            real = sorted({n for d in datasets for n in str(d.get("name")).split("+")
+                           if not n.startswith("synthetic")})  # fmt: skip
+            if training.data.get("source") == "synthetic" and real:
+                problems.append(
+                    "config.prior='vae' needs config.prior_checkpoint: without one the prior "
+                    f"would be trained on the built-in poses, but this run uses real data "
+                    f"({', '.join(real)}). Train one on AMASS (configs/pose_prior.py:amass) "
+                    "and set --config.prior_checkpoint=WORKDIR/params."
+                )
     for flag, (field, what, consequence) in _PAPER_INPUTS.items():
         if config.get(flag, True) is False and not _get(config, field):
             problems.append(
