@@ -80,7 +80,8 @@ def config_problems(config) -> list[str]:
             problems.append(f"config.{name}={value!r}: must be a number ≥ 0.")
     source = config.data.get("source")
     if source not in SOURCES:
-        problems.append(f"config.data.source={source!r}: unknown; choose one of {SOURCES}.")
+        problems.append(f"config.data.source: unknown data.source {source!r}; choose one of "
+                        f"{SOURCES}.")  # fmt: skip
     elif source == "amass" and not config.data.get("amass_glob"):
         problems.append("config.data.amass_glob is not set: data.source='amass' needs it, "
                         "e.g. --config.data.amass_glob='~/amass/**/*_poses.npz'.")  # fmt: skip
