@@ -29,6 +29,11 @@ run every `config.eval_every` steps (if > 0) and at the end. `name` is looked up
 each is called as `evaluator(ctx, source, **other_fields)` with `ctx` holding `predict`
 (uint8 images [B, S, S, 3] → `RegressorOutput`, eval mode), `body`, `h36m_regressor` and
 `batch_size`, and returns a (nested) dict of numbers, logged as `eval/<label>/...`.
+
+The workdir (`train_and_evaluate`): the config is checked first (`validate_config`),
+then `WORKDIR/.lock` is taken (`WorkdirLock`), the saved `config.json` compared
+(`check_workdir`; `extend` lets `num_steps` grow), the model built, and only then is
+`config.json` written. Damaged newest steps are renamed aside and trained again.
 """
 
 from __future__ import annotations
@@ -922,7 +927,7 @@ def check_workdir(config, workdir: Path, *, extend: bool = False):
                 config.optimizer.schedule_steps = old_schedule
         return config
     hint = "Use another --workdir for a new run"
-    if more and grows and not extend:
+    if grows and len(diff) == len(more) and not extend:
         hint = (
             "To train this run longer, add --extend (only num_steps may change; the "
             "extra steps run at the schedule's final learning rate). Or use another "
