@@ -24,6 +24,10 @@ Variants (the part after ':' picks one):
           --config.data.data_dir=~/tensorflow_datasets \\
           --config.prior_checkpoint=runs/pose_vae/params
 
+  Without `body_model` or `model.encoder_init` it refuses to start; pass
+  `--config.allow_builtin_body=True` / `--config.allow_random_encoder=True` to train on the
+  built-in body / from random encoder weights deliberately.
+
 Any field can be overridden the same way (`--config.num_steps=100`); a misspelt field
 is an error (the config is locked).
 """
@@ -81,6 +85,11 @@ def base(regressor_name: str = "hkmr") -> config_dict.ConfigDict:
     # 3DPW's ground truth (eval.py --datasets 3dpw): SMPL_MALE.pkl / SMPL_FEMALE.pkl.
     c.body_model_male = config_dict.placeholder(str)
     c.body_model_female = config_dict.placeholder(str)
+    # Without body_model / model.encoder_init the run trains on the built-in toy body /
+    # from random encoder weights. The paper variants set these False: they refuse to
+    # start without the SMPL body and the ImageNet weights unless set True explicitly.
+    c.allow_builtin_body = True
+    c.allow_random_encoder = True
 
     c.data = config_dict.ConfigDict()
     c.data.datasets = [dict(name="synthetic", ratio=1.0)]
@@ -108,6 +117,9 @@ def base(regressor_name: str = "hkmr") -> config_dict.ConfigDict:
     c.optimizer.schedule = "cosine"
     c.optimizer.warmup_steps = 100
     c.optimizer.final_lr_fraction = 0.05
+    # The schedule's length; None: num_steps. `train.py --extend` sets it to the run's
+    # original num_steps, so extra steps run at the schedule's final rate.
+    c.optimizer.schedule_steps = config_dict.placeholder(int)
     c.optimizer.b1 = 0.9
     c.optimizer.b2 = 0.999
     c.optimizer.eps = 1e-8
@@ -169,6 +181,11 @@ def paper(c: config_dict.ConfigDict) -> config_dict.ConfigDict:
     # BatchNorm statistics per device, as HMR and SPIN trained (set bn_axis_name='data'
     # for synchronised BN).
     c.model.encoder = _encoder(name="resnet50")
+    # Refuse to start without the SMPL body and the ImageNet weights (they are set on the
+    # command line, see above); --config.allow_builtin_body=True /
+    # --config.allow_random_encoder=True train without them, deliberately.
+    c.allow_builtin_body = False
+    c.allow_random_encoder = False
     # HKMR: T = 3 outer × 4 inner, the paper's best (Table 3); d = 160 gives the paper's
     # 26.2M parameters with ResNet-50 (docs/hkmr.md; the paper does not state d); history
     # 'all' and forward+backward passes (§3.2); axis-angle residuals (§3.2).

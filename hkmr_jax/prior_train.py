@@ -67,6 +67,33 @@ def default_config() -> config_dict.ConfigDict:
     return c
 
 
+def config_problems(config) -> list[str]:
+    """What is wrong with a pose-prior config, one 'config.FIELD=...: fix' line each."""
+    problems = []
+    for name in ("batch_size", "num_steps", "log_every", "num_validation"):
+        value = config.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            problems.append(f"config.{name}={value!r}: must be a positive integer.")
+    for name in ("learning_rate", "kl_weight"):
+        value = config.get(name)
+        if not isinstance(value, int | float) or not np.isfinite(value) or value < 0:
+            problems.append(f"config.{name}={value!r}: must be a number ≥ 0.")
+    source = config.data.get("source")
+    if source not in SOURCES:
+        problems.append(f"config.data.source: unknown data.source {source!r}; choose one of "
+                        f"{SOURCES}.")  # fmt: skip
+    elif source == "amass" and not config.data.get("amass_glob"):
+        problems.append("config.data.amass_glob is not set: data.source='amass' needs it, "
+                        "e.g. --config.data.amass_glob='~/amass/**/*_poses.npz'.")  # fmt: skip
+    stride = config.data.get("stride")
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        problems.append(f"config.data.stride={stride!r}: must be a positive integer.")
+    holdout = config.data.get("holdout")
+    if not isinstance(holdout, int | float) or not 0 <= holdout < 1:
+        problems.append(f"config.data.holdout={holdout!r}: must be in [0, 1).")
+    return problems
+
+
 class _Poses:
     """Training batches and a validation set of [N, 69] body poses."""
 
@@ -134,16 +161,19 @@ def train_pose_prior(config, workdir) -> dict[str, float]:
     Returns:
       The final metrics (`train/...` of the last chunk, `validation/...`, `seconds`).
     """
+    problems = config_problems(config)
+    if problems:
+        raise ValueError("\n  ".join(["the pose-prior config cannot run:", *problems]))
     workdir = Path(workdir).expanduser().absolute()
     target = workdir / "params"
     if target.exists():
         print(f"pose prior already trained: {target} (delete it to retrain)", flush=True)
         metrics = workdir / "metrics.json"
         return json.loads(metrics.read_text()) if metrics.exists() else {}
+    t0 = time.perf_counter()
+    data = _Poses(config)  # reads the AMASS files: fails before anything is written
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True))
-    t0 = time.perf_counter()
-    data = _Poses(config)
     vae = pose_prior.PoseVAE(**dict(config.prior_vae), rngs=nnx.Rngs(int(config.seed)))
     graphdef, params, rest = nnx.split(vae, nnx.Param, ...)
     tx = optax.adam(float(config.learning_rate))
@@ -194,4 +224,4 @@ def train_pose_prior(config, workdir) -> dict[str, float]:
     return results
 
 
-__all__ = ["SOURCES", "default_config", "train_pose_prior"]
+__all__ = ["SOURCES", "config_problems", "default_config", "train_pose_prior"]

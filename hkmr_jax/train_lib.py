@@ -29,6 +29,11 @@ run every `config.eval_every` steps (if > 0) and at the end. `name` is looked up
 each is called as `evaluator(ctx, source, **other_fields)` with `ctx` holding `predict`
 (uint8 images [B, S, S, 3] → `RegressorOutput`, eval mode), `body`, `h36m_regressor` and
 `batch_size`, and returns a (nested) dict of numbers, logged as `eval/<label>/...`.
+
+The workdir (`train_and_evaluate`): the config is checked first (`validate_config`),
+then `WORKDIR/.lock` is taken (`WorkdirLock`), the saved `config.json` compared
+(`check_workdir`; `extend` lets `num_steps` grow), the model built, and only then is
+`config.json` written. Damaged newest steps are renamed aside and trained again.
 """
 
 from __future__ import annotations
@@ -37,11 +42,14 @@ import collections
 import contextlib
 import copy
 import dataclasses
+import fcntl
 import functools
 import json
+import math
 import os
 import shutil
 import signal
+import socket
 import threading
 import time
 import warnings
@@ -61,6 +69,7 @@ from jax.sharding import PartitionSpec as P
 import smpl_jax
 from hkmr_jax import checkpoint as checkpoint_lib
 from hkmr_jax import eval_lib, fit_store, losses, models, prior_train, smplify
+from hkmr_jax.cli import UserError
 from hkmr_jax.data import pipeline
 from hkmr_jax.inference import normalize_images, predict_fn
 from hkmr_jax.models import pose_prior
@@ -69,7 +78,7 @@ from hkmr_jax.models.params import RegressorOutput
 #: Config fields that do not change what a step computes: a run may resume with new values.
 BOOKKEEPING_KEYS = frozenset(
     {"log_every", "checkpoint_every", "keep_checkpoints", "eval_every", "evals",
-     "eval_batch_size", "progress_bar"}
+     "eval_batch_size", "progress_bar", "allow_builtin_body", "allow_random_encoder"}
 )  # fmt: skip
 
 
@@ -79,6 +88,14 @@ class NonFiniteLossError(FloatingPointError):
 
 class WorkdirConfigError(ValueError):
     """The workdir holds a run of a different config."""
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work (checked before anything is written)."""
+
+
+class WorkdirLockedError(UserError):
+    """Another trainer holds the workdir's lock."""
 
 
 # ----------------------------------------------------------------------------- pieces
@@ -139,16 +156,17 @@ def make_optimizer(config) -> tuple[optax.GradientTransformation, Callable]:
     """(optax transformation, learning-rate schedule) from `config.optimizer`.
 
     Fields: `name` ('adam' | 'adamw'), `learning_rate` (peak), `schedule` ('constant' |
-    'cosine': to `final_lr_fraction`·peak at `num_steps`), `warmup_steps` (linear from
-    0), `b1`, `b2`, `eps`, `weight_decay` (adamw), `clip_norm` (global-norm clipping;
-    None: off).
+    'cosine': to `final_lr_fraction`·peak at `schedule_steps`, that rate after),
+    `schedule_steps` (None: `num_steps`; a run extended with `--extend` keeps its
+    original length here), `warmup_steps` (linear from 0), `b1`, `b2`, `eps`,
+    `weight_decay` (adamw), `clip_norm` (global-norm clipping; None: off).
     """
     opt = config.optimizer
     peak, warmup = float(opt.learning_rate), int(opt.get("warmup_steps", 0))
     kind = opt.get("schedule", "constant")
     if kind == "cosine":
         end = peak * float(opt.get("final_lr_fraction", 0.0))
-        decay = max(int(config.num_steps), warmup + 1)
+        decay = max(int(opt.get("schedule_steps") or config.num_steps), warmup + 1)
         schedule = optax.warmup_cosine_decay_schedule(0.0, peak, warmup, decay, end)
     elif kind == "constant":
         schedule = optax.constant_schedule(peak)
@@ -509,11 +527,11 @@ class Trainer:
             raise ValueError(
                 f"batch_size {config.batch_size} is not divisible by the {mesh.size} devices."
             )
+        body, regressor = load_body(config)  # first: reading files fails faster than models
         model = build_model(config)
         graphdef, params, batch_stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
         params = nnx.to_pure_dict(params)
         tx, schedule = make_optimizer(config)
-        body, regressor = load_body(config)
         prior = load_pose_prior(config, workdir) if with_prior else None
         constants = {"body": body, "h36m_regressor": regressor,
                      "prior": None if prior is None else prior[1]}  # fmt: skip
@@ -650,6 +668,151 @@ def _flatten(tree, prefix) -> dict[str, float]:
     return out
 
 
+# ----------------------------------------------------------------------------- the config
+
+#: What `paper` variants need and where it comes from (`validate_config`).
+_PAPER_INPUTS = {
+    "allow_builtin_body": (
+        "body_model",
+        "the SMPL body (SMPL_NEUTRAL.pkl from https://smpl.is.tue.mpg.de, with "
+        "--config.h36m_regressor=J_regressor_h36m.npy from SPIN's data)",
+        "train on the built-in toy body",
+    ),
+    "allow_random_encoder": (
+        "model.encoder_init",
+        "the encoder's ImageNet weights (torchvision's resnet50-0676ba61.pth, "
+        "https://download.pytorch.org/models/resnet50-0676ba61.pth)",
+        "train the encoder from random weights",
+    ),
+}
+
+
+def _get(config, dotted: str):
+    value = config
+    for key in dotted.split("."):
+        value = value.get(key) if isinstance(value, Mapping) or hasattr(value, "get") else None
+        if value is None:
+            return None
+    return value
+
+
+def validate_config(config) -> None:
+    """Check `config`'s values and paths before anything runs or is written.
+
+    Positive sizes and step counts, a batch divisible by the devices, known names
+    (model, encoder, prior, optimizer, datasets, evaluators), readable files and
+    directories for every path field, and, for `paper` variants (`allow_builtin_body`
+    / `allow_random_encoder` False), the SMPL body and the encoder's weights.
+
+    Raises:
+      ConfigError: every problem found, one line each, naming the field and the fix.
+    """
+    problems: list[str] = []
+
+    def integer(name, minimum, required=True):
+        value = _get(config, name)
+        if value is None and not required:
+            return
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            what = "a positive integer" if minimum == 1 else f"an integer ≥ {minimum}"
+            problems.append(f"config.{name}={value!r}: must be {what}.")
+
+    def choice(name, valid, default=None):
+        value = _get(config, name)
+        value = default if value is None else value
+        if value not in valid:
+            problems.append(f"config.{name}={value!r}: unknown; choose one of {sorted(valid)}.")
+
+    for name in ("batch_size", "num_steps", "checkpoint_every", "data.image_size"):
+        integer(name, 1)
+    integer("log_every", 1, required=False)  # these have defaults
+    integer("eval_batch_size", 1, required=False)
+    integer("eval_every", 0, required=False)
+    integer("keep_checkpoints", 1, required=False)
+    integer("optimizer.warmup_steps", 0, required=False)
+    integer("optimizer.schedule_steps", 1, required=False)
+    batch = config.get("batch_size")
+    if isinstance(batch, int) and batch > 0 and batch % jax.device_count():
+        n = jax.device_count()
+        problems.append(
+            f"config.batch_size={batch} is not divisible by the {n} devices: use a multiple "
+            f"of {n}, e.g. {-(-batch // n) * n}."
+        )
+    lr = _get(config, "optimizer.learning_rate")
+    if not isinstance(lr, int | float) or not math.isfinite(lr) or lr <= 0:
+        problems.append(f"config.optimizer.learning_rate={lr!r}: must be a positive number.")
+    choice("model.name", models.mesh_regressor.REGRESSORS)
+    choice("model.encoder.name", encoder_lib.ENCODER_NAMES)
+    choice("prior", ("none", "vae", "discriminator"), default="none")
+    choice("optimizer.name", ("adam", "adamw"), default="adam")
+    choice("optimizer.schedule", ("constant", "cosine"), default="constant")
+    datasets = list(_get(config, "data.datasets") or ())
+    if not datasets:
+        problems.append("config.data.datasets is empty: give at least one {name, ratio}.")
+    names = [(f"config.data.datasets[{i}]", d.get("name"), d.get("ratio"))
+             for i, d in enumerate(datasets)]  # fmt: skip
+    for i, spec in enumerate(config.get("evals", None) or ()):
+        names.append((f"config.evals[{i}]", spec.get("dataset", "synthetic"), 1.0))
+    data_dir = _get(config, "data.data_dir")
+    for where, name, ratio in names:
+        for part in str(name).split("+"):
+            if part in pipeline._FACTORIES:
+                continue
+            if part not in pipeline.dataset_names():
+                problems.append(f"{where}: unknown dataset {part!r}; valid names: "
+                                f"{', '.join(pipeline.dataset_names())}.")  # fmt: skip
+            elif not data_dir:
+                problems.append(f"{where}: dataset {part!r} needs config.data.data_dir, the "
+                                "TFDS directory it was built into (python -m "
+                                f"hkmr_jax.data.build --dataset {part} ...).")  # fmt: skip
+        if not isinstance(ratio, int | float) or not ratio > 0:
+            problems.append(f"{where}: ratio {ratio!r} must be > 0.")
+    try:
+        check_evals(config)
+    except ValueError as e:
+        problems.append(str(e))
+    for field in ("body_model", "h36m_regressor", "body_model_male", "body_model_female",
+                  "model.encoder_init", "model.mean_params.path", "fitting.gmm_path"):  # fmt: skip
+        path = _get(config, field)
+        if path and not os.access(os.path.expanduser(path), os.R_OK):
+            why = "no such file" if not os.path.exists(os.path.expanduser(path)) else "not readable"
+            problems.append(f"config.{field}={path!r}: {why}; give the path of that file.")
+    for field in ("prior_checkpoint", "data.data_dir"):
+        path = _get(config, field)
+        if path and not os.path.isdir(os.path.expanduser(path)):
+            problems.append(f"config.{field}={path!r}: no such directory.")
+    if config.get("h36m_regressor") and not config.get("body_model"):
+        problems.append("config.h36m_regressor is set but config.body_model is not: the "
+                        "built-in body has its own regressor; set both.")  # fmt: skip
+    if config.get("body_model") and not config.get("h36m_regressor"):
+        problems.append("config.body_model needs config.h36m_regressor: the [17, V] "
+                        "Human3.6M regressor of that body (SPIN's J_regressor_h36m.npy)."
+                        )  # fmt: skip
+    if config.get("prior") == "vae" and not config.get("prior_checkpoint"):
+        training = config.get("prior_training")
+        if training is not None:
+            problems += [f"config.prior_training.{p[7:]}"
+                         for p in prior_train.config_problems(training)]  # fmt: skip
+            real = sorted({n for d in datasets for n in str(d.get("name")).split("+")
+                           if not n.startswith("synthetic")})  # fmt: skip
+            if training.data.get("source") == "synthetic" and real:
+                problems.append(
+                    "config.prior='vae' needs config.prior_checkpoint: without one the prior "
+                    f"would be trained on the built-in poses, but this run uses real data "
+                    f"({', '.join(real)}). Train one on AMASS (configs/pose_prior.py:amass) "
+                    "and set --config.prior_checkpoint=WORKDIR/params."
+                )
+    for flag, (field, what, consequence) in _PAPER_INPUTS.items():
+        if config.get(flag, True) is False and not _get(config, field):
+            problems.append(
+                f"config.{field} is not set: this config needs {what}. Set "
+                f"--config.{field}=PATH, or pass --config.{flag}=True to {consequence} "
+                "deliberately."
+            )
+    if problems:
+        raise ConfigError("\n  ".join(["the config cannot run:", *problems]))
+
+
 # ----------------------------------------------------------------------------- the workdir
 
 
@@ -663,34 +826,134 @@ def _differences(old, new, prefix="") -> list[str]:
         for k in sorted(set(old) | set(new)):
             if not prefix and k in BOOKKEEPING_KEYS:
                 continue
-            out += _differences(old.get(k, "<absent>"), new.get(k, "<absent>"), f"{prefix}{k}.")
+            # A field added to the configs since the run started (absent) equals None.
+            out += _differences(old.get(k), new.get(k), f"{prefix}{k}.")
         return out
     return [] if old == new else [f"{prefix[:-1]}: {old!r} → {new!r}"]
 
 
-def prepare_workdir(config, workdir: Path, overwrite: bool) -> None:
-    """Write `workdir/config.json` on the first start; refuse a workdir holding a run of
-    a different config (bookkeeping fields aside) unless `overwrite`, which deletes the
-    old run's `config.json`, `checkpoints/` and `tb/` (nothing else) first."""
+class WorkdirLock:
+    """One trainer per workdir: an exclusive `fcntl.flock` on `WORKDIR/.lock`, which
+    holds the holder's PID, host and start time (for the message a second trainer
+    gets). The kernel releases the lock when its process dies, however it dies, so a
+    lock left by a killed trainer is simply taken over. Only process 0 of a multi-host
+    job takes it."""
+
+    def __init__(self, workdir: Path):
+        self.path = Path(workdir) / ".lock"
+        self._file = None
+
+    def __enter__(self) -> WorkdirLock:
+        if jax.process_index() != 0:
+            return self
+        handle = open(self.path, "a+")  # held until __exit__
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise WorkdirLockedError(
+                f"{self.path.parent} is in use by another trainer ({holder}); wait for it "
+                "to finish or stop it, or use another --workdir."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        handle.write(f"PID {os.getpid()} on {socket.gethostname()}, since {started}\n")
+        handle.flush()
+        self._file = handle
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+
+def check_workdir(config, workdir: Path, *, extend: bool = False):
+    """The config to run in `workdir`, after comparing `config` with the run's saved
+    `config.json` (nothing is written).
+
+    A run may resume with different bookkeeping fields (`BOOKKEEPING_KEYS`). With
+    `extend`, `num_steps` may also grow: the returned config keeps the run's
+    learning-rate schedule (`optimizer.schedule_steps` = the length it was planned for)
+    so that the extra steps run at the schedule's final rate. Any other difference is
+    refused.
+
+    Raises:
+      WorkdirConfigError: the differences, and what to do (never deleting silently).
+    """
     path = workdir / "config.json"
+    if not path.exists():
+        return config
+    old = json.loads(path.read_text())
+    new = _config_dict(config)
+    old_schedule = (old.get("optimizer") or {}).get("schedule_steps")
+    if new["optimizer"].get("schedule_steps") is None and old_schedule is not None:
+        new["optimizer"]["schedule_steps"] = old_schedule  # the run's (set by --extend)
+    diff = _differences(old, new)
+    more = [d for d in diff if d.startswith("num_steps:")]
+    grows = more and int(new["num_steps"]) > int(old["num_steps"])
+    if extend and grows and len(diff) == len(more):
+        schedule = old_schedule or int(old["num_steps"])
+        config = config.copy_and_resolve_references()
+        with config.unlocked():
+            config.optimizer.schedule_steps = schedule
+        if jax.process_index() == 0:
+            print(f"extending {workdir} from {old['num_steps']} to {config.num_steps} steps; "
+                  f"the learning-rate schedule keeps its length ({schedule} steps) and the "
+                  "extra steps run at its final rate", flush=True)  # fmt: skip
+        return config
+    if not diff:
+        if old_schedule is not None:  # resuming an extended run
+            config = config.copy_and_resolve_references()
+            with config.unlocked():
+                config.optimizer.schedule_steps = old_schedule
+        return config
+    hint = "Use another --workdir for a new run"
+    if grows and len(diff) == len(more) and not extend:
+        hint = (
+            "To train this run longer, add --extend (only num_steps may change; the "
+            "extra steps run at the schedule's final learning rate). Or use another "
+            "--workdir"
+        )
+    elif extend:
+        hint = (
+            "--extend allows only a larger num_steps; undo the other changes, or use "
+            "another --workdir"
+        )
+    raise WorkdirConfigError(
+        f"{workdir} holds a run of a different config ({path}); differences:\n  "
+        + "\n  ".join(diff[:20])
+        + f"\n{hint}. (--overwrite DELETES that run's checkpoints and logs and starts afresh.)"
+    )
+
+
+def write_config(config, workdir: Path, overwrite: bool = False) -> None:
+    """Write `workdir/config.json` (atomically, process 0); with `overwrite`, first
+    delete the old run's `config.json`, `checkpoints/` and `tb/` (nothing else)."""
+    path = workdir / "config.json"
+    workdir.mkdir(parents=True, exist_ok=True)
+    if jax.process_index() != 0:
+        return
     if overwrite:
         for name in ("checkpoints", "tb"):
             shutil.rmtree(workdir / name, ignore_errors=True)
         path.unlink(missing_ok=True)
-    new = _config_dict(config)
-    if path.exists():
-        diff = _differences(json.loads(path.read_text()), new)
-        if diff:
-            raise WorkdirConfigError(
-                f"{workdir} holds a run of a different config ({path}); differences:\n  "
-                + "\n  ".join(diff[:20])
-                + "\nUse another --workdir, or --overwrite to delete that run and start afresh."
-            )
-    workdir.mkdir(parents=True, exist_ok=True)
-    if jax.process_index() == 0:
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(new, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(_config_dict(config), indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def prepare_workdir(config, workdir: Path, overwrite: bool, extend: bool = False):
+    """`check_workdir` (skipped with `overwrite`), then `write_config`; the config to run."""
+    workdir = Path(workdir)
+    if not overwrite:
+        config = check_workdir(config, workdir, extend=extend)
+    write_config(config, workdir, overwrite)
+    return config
 
 
 # ----------------------------------------------------------------------------- signals
@@ -739,15 +1002,24 @@ def _progress(config, start, total):
     return tqdm.tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, disable=disable)
 
 
-def train_and_evaluate(config, workdir, *, overwrite: bool = False,
+def train_and_evaluate(config, workdir, *, overwrite: bool = False, extend: bool = False,
                        stop_after: int | None = None) -> dict[str, float]:  # fmt: skip
     """Train `config` in `workdir`, resuming from its latest checkpoint; then evaluate.
+
+    Nothing is written before the config and its paths are checked (`validate_config`)
+    and the model is built: a failed start leaves no `config.json` (and no workdir, if
+    it did not exist). One trainer at a time holds `WORKDIR/.lock` (`WorkdirLock`). A
+    newest step that fails to restore is renamed `<step>.damaged-<time>` and trained
+    again (`Checkpointer.restore(set_aside=True)`).
 
     Args:
       config: an ml_collections.ConfigDict (see `configs/hkmr.py`).
       workdir: output directory: `config.json`, `checkpoints/<step>/`, `tb/` (TensorBoard).
       overwrite: start afresh even if `workdir` holds a run of another config (its
         checkpoints and logs are deleted).
+      extend: allow a larger `num_steps` than the run's (nothing else may differ): it
+        continues from its last checkpoint; the learning-rate schedule keeps its
+        original length and the extra steps run at its final rate (`check_workdir`).
       stop_after: stop (checkpointed, without the final evaluation) once this many steps
         are done in total, as a preempted job would; the run resumes later unchanged.
 
@@ -757,28 +1029,53 @@ def train_and_evaluate(config, workdir, *, overwrite: bool = False,
       and `interrupted` (1.0 when stopped by a signal or `stop_after`).
 
     Raises:
-      NonFiniteLossError: the loss or a gradient was not finite at some step.
+      ConfigError: a config value or path that cannot work.
       WorkdirConfigError: `workdir` holds a run of another config.
+      WorkdirLockedError: another trainer is using `workdir`.
+      NonFiniteLossError: the loss or a gradient was not finite at some step.
     """
     if config.get("multihost", False):
         with contextlib.suppress(RuntimeError):  # already initialised
             jax.distributed.initialize()
     workdir = Path(workdir).expanduser().absolute()
-    check_evals(config)
-    prepare_workdir(config, workdir, overwrite)
-    trainer = Trainer.create(config, workdir=workdir)
+    validate_config(config)
+    if workdir.exists() and not workdir.is_dir():
+        raise ConfigError(f"--workdir {workdir} is a file, not a directory.")
+    created = not workdir.exists()
+    workdir.mkdir(parents=True, exist_ok=True)
+    with WorkdirLock(workdir) as lock:
+        try:
+            if not overwrite:
+                config = check_workdir(config, workdir, extend=extend)
+            trainer = Trainer.create(config, workdir=workdir)
+        except BaseException:
+            if created and jax.process_index() == 0:  # leave no trace of a failed start
+                lock.path.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # not empty: something else wrote
+                    workdir.rmdir()
+            raise
+        write_config(config, workdir, overwrite)
+        return _run(trainer, config, workdir, stop_after)
+
+
+def _run(trainer, config, workdir, stop_after):
     num_steps = int(config.num_steps)
-    checkpoint_every = int(config.get("checkpoint_every", 0)) or num_steps
+    checkpoint_every = int(config.checkpoint_every)
     ckpt = checkpoint_lib.Checkpointer(workdir / "checkpoints",
                                        keep=config.get("keep_checkpoints", None))  # fmt: skip
-    state = trainer.init_state()
-    restored = ckpt.restore(checkpoint_lib.abstract_like(state))
-    start = 0
-    if restored is not None:
-        start, state = restored
-        if jax.process_index() == 0:
-            print(f"resuming from step {start} ({ckpt.directory})", flush=True)
     try:
+        state = trainer.init_state()
+        restored = ckpt.restore(checkpoint_lib.abstract_like(state), set_aside=True)
+        start = 0
+        if restored is not None:
+            start, state = restored
+            if start > num_steps:
+                raise ConfigError(
+                    f"config.num_steps={num_steps} is below the run's checkpoint step {start} "
+                    f"({ckpt.directory}); give num_steps ≥ {start}."
+                )
+            if jax.process_index() == 0:
+                print(f"resuming from step {start} ({ckpt.directory})", flush=True)
         return _train_loop(trainer, state, start, num_steps, checkpoint_every, ckpt, workdir,
                            stop_after)  # fmt: skip
     finally:
