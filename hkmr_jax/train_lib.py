@@ -72,6 +72,7 @@ from hkmr_jax import eval_lib, fit_store, losses, models, prior_train, smplify
 from hkmr_jax.cli import UserError
 from hkmr_jax.data import pipeline
 from hkmr_jax.inference import normalize_images, predict_fn
+from hkmr_jax.models import encoder as encoder_lib
 from hkmr_jax.models import pose_prior
 from hkmr_jax.models.params import RegressorOutput
 
