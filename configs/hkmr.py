@@ -75,6 +75,9 @@ def base(regressor_name: str = "hkmr") -> config_dict.ConfigDict:
     c.model.mean_params = dict(global_orient=(math.pi, 0.0, 0.0), camera_scale=0.9,
                                body_pose="synthetic")  # fmt: skip
     c.model.encoder_init = config_dict.placeholder(str)  # torchvision ResNet .pth
+    # 'bfloat16': the encoder computes in bfloat16 (GPUs, TPUs); parameters, optimizer
+    # state, the regressor, losses and the SMPL layer stay float32 (README, "On a GPU or TPU").
+    c.model.compute_dtype = "float32"
 
     c.body_model = config_dict.placeholder(str)  # None: the built-in body
     c.h36m_regressor = config_dict.placeholder(str)  # [17, V] .npy for body_model
@@ -98,6 +101,9 @@ def base(regressor_name: str = "hkmr") -> config_dict.ConfigDict:
     c.data.synthetic_2d_length = 20_000  # the 'synthetic_2d' dataset (2D keypoints only)
     c.data.num_threads = 2
     c.data.prefetch = 64
+    # > 0: that many grain worker processes make the batches (each with num_threads
+    # reader threads); 0: reader threads in the training process. Same batches either way.
+    c.data.worker_count = 0
 
     c.batch_size = 32  # global, over all devices and hosts
     c.num_steps = 3500

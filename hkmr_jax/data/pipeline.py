@@ -378,6 +378,14 @@ def host_dataset(config, start_step: int = 0, *, process_index: int = 0,
     return grain.MapDataset.range(start_step * b, sys.maxsize).map(example)
 
 
+def _worker_init(index: int, count: int) -> None:
+    """In every worker process: JAX (which the built-in data's renderer uses) stays on
+    the CPU, so workers never take an accelerator from the training process."""
+    import jax
+
+    jax.config.update("jax_platforms", "cpu")
+
+
 def train_iterator(
     config, start_step: int = 0, *, process_index: int | None = None,
     process_count: int | None = None,
@@ -406,5 +414,21 @@ def train_iterator(
     threads = int(data.get("num_threads", 2))
     # Threads read examples ahead, in order: the output does not depend on their number.
     prefetch = int(data.get("prefetch", 2 * b))
-    options = grain.ReadOptions(num_threads=threads, prefetch_buffer_size=prefetch)
-    return iter(ds.to_iter_dataset(options).batch(b, drop_remainder=True))
+    workers = int(data.get("worker_count") or 0)
+    if workers <= 0:
+        options = grain.ReadOptions(num_threads=threads, prefetch_buffer_size=prefetch)
+        return iter(ds.to_iter_dataset(options).batch(b, drop_remainder=True))
+    # Worker processes (grain's `mp_prefetch`, started with 'spawn'): element k of the
+    # batched dataset is local batch k; worker w makes batches w, w + N, ... (each with
+    # `num_threads` reader threads) and they are interleaved back in order, so the batches
+    # are the same as without workers, whatever N.
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():  # grain reads its absl flags; defaults outside an app
+        flags.FLAGS.mark_as_parsed()
+    batches = ds.batch(b, drop_remainder=True)
+    options = grain.ReadOptions(num_threads=threads, prefetch_buffer_size=max(1, prefetch // b))
+    per_worker = max(1, prefetch // (b * workers))
+    mp_options = grain.MultiprocessingOptions(num_workers=workers,
+                                              per_worker_buffer_size=per_worker)  # fmt: skip
+    return iter(batches.to_iter_dataset(options).mp_prefetch(mp_options, _worker_init))
