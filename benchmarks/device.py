@@ -37,7 +37,7 @@ import warnings
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 # --tiny: sizes that exercise every measurement in seconds on a CPU.
-TINY = {"smpl_batches": (4, 8), "smplify_batch": 4, "smplify_iters": 2, "train_steps": 2}
+TINY = {"smpl_batches": (4,), "smplify_batch": 4, "smplify_iters": 1, "train_steps": 1}
 FULL = {"smpl_batches": (64, 512, 4096), "smplify_batch": 64, "smplify_iters": 100,
         "train_steps": 10}  # fmt: skip
 

@@ -428,7 +428,7 @@ def train_iterator(
         flags.FLAGS.mark_as_parsed()
     batches = ds.batch(b, drop_remainder=True)
     options = grain.ReadOptions(num_threads=threads, prefetch_buffer_size=max(1, prefetch // b))
-    per_worker = max(1, prefetch // (b * workers))
+    per_worker = max(2, prefetch // (b * workers))
     mp_options = grain.MultiprocessingOptions(num_workers=workers,
                                               per_worker_buffer_size=per_worker)  # fmt: skip
     return iter(batches.to_iter_dataset(options).mp_prefetch(mp_options, _worker_init))
