@@ -14,7 +14,7 @@ config and `n`:
 3. augmentation (optional) draws from a generator seeded by (seed, n).
 
 So resuming at step k gives exactly the batches an uninterrupted run sees from step k,
-whatever the number of hosts or prefetch threads. With P processes, process p takes the
+whatever the number of hosts, prefetch threads or worker processes. With P processes, process p takes the
 slots [p·B/P, (p+1)·B/P) of every global batch (`jax.make_array_from_process_local_data`
 reassembles the global batch from the hosts' slices).
 
@@ -26,7 +26,9 @@ Config fields read here (`config.data`, see `configs/hkmr.py`):
   (SPIN's rule for its in-the-wild 2D datasets). Ratios are normalised to sum to 1.
 * `image_size` (synthetic crops), `data_dir` (TFDS directory of the SPIN-format data),
   `seed`, `augment` (None: off; a mapping of `augment.AugmentConfig` fields, {} for
-  SPIN's defaults), `num_threads` and `prefetch` (examples read ahead in threads).
+  SPIN's defaults), `num_threads` and `prefetch` (examples read ahead in threads),
+  `worker_count` (0: the threads run in the training process; N > 0: N grain worker
+  processes, started with 'spawn', each with `num_threads` threads, make whole batches).
 
 Every example is reduced to the keys of docs/CONTRACT_data.md (`CONTRACT_KEYS`), with
 `dataset_id` = the dataset's position in the expanded `datasets` list, plus the
