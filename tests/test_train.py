@@ -337,38 +337,43 @@ config.model.regressor.dropout = 0.0  # dropout masks differ per device by desig
 config.prior, config.prior_vae = "vae", {"latent_dim": 4, "hidden_dim": 8}
 batch = next(pipeline.train_iterator(config, 0, process_index=0, process_count=1))
 results = {}
-for n in (1, 4):
+for n in DEVICE_COUNTS:
     trainer = train_lib.Trainer.create(config, train_lib.make_mesh(jax.devices()[:n]))
     state, metrics = trainer.step(trainer.init_state(), trainer.global_batch(batch))
     results[n] = jax.device_get((state, metrics))
-(s1, m1), (s4, m4) = results[1], results[4]
+s1, m1 = results[1]
 def diff(a, b):
     return max(jax.tree.leaves(jax.tree.map(lambda x, y: float(np.abs(x - y).max()), a, b)))
 
 init = trainer.initial["params"]
 print(json.dumps({
     "devices": jax.device_count(),
-    "metrics": {k: [float(m1[k]), float(m4[k])] for k in m1},
-    "params": diff(s1["params"], s4["params"]),
+    "metrics": {k: [float(results[n][1][k]) for n in DEVICE_COUNTS] for k in m1},
+    "params": {n: diff(s1["params"], results[n][0]["params"]) for n in DEVICE_COUNTS},
     "update": diff(s1["params"], init),
-    "batch_stats": diff(s1["batch_stats"], s4["batch_stats"]),
+    "batch_stats": {n: diff(s1["batch_stats"], results[n][0]["batch_stats"])
+                    for n in DEVICE_COUNTS},
 }))
 """
+DEVICE_COUNTS = (1, 4, 8)  # 8: one example per device (the smoke batch)
 
 
-def test_one_and_four_devices_take_the_same_step():
+def test_one_four_and_eight_devices_take_the_same_step():
+    script = f"DEVICE_COUNTS = {DEVICE_COUNTS}\n" + textwrap.dedent(_DEVICES_SCRIPT)
     result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(_DEVICES_SCRIPT)], cwd=ROOT,
-        env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=4"),
+        [sys.executable, "-c", script], cwd=ROOT,
+        env=_env(XLA_FLAGS=f"--xla_force_host_platform_device_count={max(DEVICE_COUNTS)}"),
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert out["devices"] == 4
+    assert out["devices"] == max(DEVICE_COUNTS)
     assert "kl" in out["metrics"]  # the VAE prior is part of the loss
-    for name, (one, four) in out["metrics"].items():
-        np.testing.assert_allclose(four, one, rtol=2e-5, err_msg=name)
+    for name, values in out["metrics"].items():
+        for n, value in zip(DEVICE_COUNTS[1:], values[1:]):
+            np.testing.assert_allclose(value, values[0], rtol=2e-5, err_msg=f"{name}, {n}")
     # Adam's first update moves parameters by about the learning rate (1e-3).
     assert out["update"] > 1e-4
-    assert out["params"] < 1e-5
-    assert out["batch_stats"] < 1e-5
+    for n in DEVICE_COUNTS[1:]:
+        assert out["params"][str(n)] < 1e-5, n
+        assert out["batch_stats"][str(n)] < 1e-5, n

@@ -14,7 +14,7 @@ config and `n`:
 3. augmentation (optional) draws from a generator seeded by (seed, n).
 
 So resuming at step k gives exactly the batches an uninterrupted run sees from step k,
-whatever the number of hosts or prefetch threads. With P processes, process p takes the
+whatever the number of hosts, prefetch threads or worker processes. With P processes, process p takes the
 slots [p·B/P, (p+1)·B/P) of every global batch (`jax.make_array_from_process_local_data`
 reassembles the global batch from the hosts' slices).
 
@@ -26,7 +26,9 @@ Config fields read here (`config.data`, see `configs/hkmr.py`):
   (SPIN's rule for its in-the-wild 2D datasets). Ratios are normalised to sum to 1.
 * `image_size` (synthetic crops), `data_dir` (TFDS directory of the SPIN-format data),
   `seed`, `augment` (None: off; a mapping of `augment.AugmentConfig` fields, {} for
-  SPIN's defaults), `num_threads` and `prefetch` (examples read ahead in threads).
+  SPIN's defaults), `num_threads` and `prefetch` (examples read ahead in threads),
+  `worker_count` (0: the threads run in the training process; N > 0: N grain worker
+  processes, started with 'spawn', each with `num_threads` threads, make whole batches).
 
 Every example is reduced to the keys of docs/CONTRACT_data.md (`CONTRACT_KEYS`), with
 `dataset_id` = the dataset's position in the expanded `datasets` list, plus the
@@ -378,6 +380,14 @@ def host_dataset(config, start_step: int = 0, *, process_index: int = 0,
     return grain.MapDataset.range(start_step * b, sys.maxsize).map(example)
 
 
+def _worker_init(index: int, count: int) -> None:
+    """In every worker process: JAX (which the built-in data's renderer uses) stays on
+    the CPU, so workers never take an accelerator from the training process."""
+    import jax
+
+    jax.config.update("jax_platforms", "cpu")
+
+
 def train_iterator(
     config, start_step: int = 0, *, process_index: int | None = None,
     process_count: int | None = None,
@@ -406,5 +416,21 @@ def train_iterator(
     threads = int(data.get("num_threads", 2))
     # Threads read examples ahead, in order: the output does not depend on their number.
     prefetch = int(data.get("prefetch", 2 * b))
-    options = grain.ReadOptions(num_threads=threads, prefetch_buffer_size=prefetch)
-    return iter(ds.to_iter_dataset(options).batch(b, drop_remainder=True))
+    workers = int(data.get("worker_count") or 0)
+    if workers <= 0:
+        options = grain.ReadOptions(num_threads=threads, prefetch_buffer_size=prefetch)
+        return iter(ds.to_iter_dataset(options).batch(b, drop_remainder=True))
+    # Worker processes (grain's `mp_prefetch`, started with 'spawn'): element k of the
+    # batched dataset is local batch k; worker w makes batches w, w + N, ... (each with
+    # `num_threads` reader threads) and they are interleaved back in order, so the batches
+    # are the same as without workers, whatever N.
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():  # grain reads its absl flags; defaults outside an app
+        flags.FLAGS.mark_as_parsed()
+    batches = ds.batch(b, drop_remainder=True)
+    options = grain.ReadOptions(num_threads=threads, prefetch_buffer_size=max(1, prefetch // b))
+    per_worker = max(2, prefetch // (b * workers))
+    mp_options = grain.MultiprocessingOptions(num_workers=workers,
+                                              per_worker_buffer_size=per_worker)  # fmt: skip
+    return iter(batches.to_iter_dataset(options).mp_prefetch(mp_options, _worker_init))
