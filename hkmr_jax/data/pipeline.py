@@ -14,9 +14,10 @@ config and `n`:
 3. augmentation (optional) draws from a generator seeded by (seed, n).
 
 So resuming at step k gives exactly the batches an uninterrupted run sees from step k,
-whatever the number of hosts, prefetch threads or worker processes. With P processes, process p takes the
-slots [p·B/P, (p+1)·B/P) of every global batch (`jax.make_array_from_process_local_data`
-reassembles the global batch from the hosts' slices).
+whatever the number of hosts, prefetch threads or worker processes. With P processes,
+process p takes the slots [p·B/P, (p+1)·B/P) of every global batch
+(`jax.make_array_from_process_local_data` reassembles the global batch from the hosts'
+slices).
 
 Config fields read here (`config.data`, see `configs/hkmr.py`):
 
