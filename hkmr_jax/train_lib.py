@@ -76,11 +76,16 @@ from hkmr_jax.models import encoder as encoder_lib
 from hkmr_jax.models import pose_prior
 from hkmr_jax.models.params import RegressorOutput
 
-#: Config fields that do not change what a step computes: a run may resume with new values.
+#: Config fields that do not change what a step computes (the input pipeline's threads,
+#: prefetch and worker processes give the same batches): a run may resume with new values.
 BOOKKEEPING_KEYS = frozenset(
     {"log_every", "checkpoint_every", "keep_checkpoints", "eval_every", "evals",
-     "eval_batch_size", "progress_bar", "allow_builtin_body", "allow_random_encoder"}
+     "eval_batch_size", "progress_bar", "allow_builtin_body", "allow_random_encoder",
+     "data.num_threads", "data.prefetch", "data.worker_count"}
 )  # fmt: skip
+#: Fields added to the configs after runs were made, with the value that behaves as the
+#: code did before them: a run whose config.json lacks one resumes with that value.
+ADDED_FIELDS = {"model.compute_dtype": "float32", "optimizer.schedule_steps": None}
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -825,10 +830,11 @@ def _differences(old, new, prefix="") -> list[str]:
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
         for k in sorted(set(old) | set(new)):
-            if not prefix and k in BOOKKEEPING_KEYS:
+            if f"{prefix}{k}" in BOOKKEEPING_KEYS:
                 continue
-            # A field added to the configs since the run started (absent) equals None.
-            out += _differences(old.get(k), new.get(k), f"{prefix}{k}.")
+            # A field added to the configs since the run started: as before, else None.
+            before = ADDED_FIELDS.get(f"{prefix}{k}")
+            out += _differences(old.get(k, before), new.get(k), f"{prefix}{k}.")
         return out
     return [] if old == new else [f"{prefix[:-1]}: {old!r} → {new!r}"]
 

@@ -298,3 +298,20 @@ def test_a_failed_checkpoint_write_is_one_message(tmp_path):
     message = str(info.value)
     assert re.search(r"Failed writing: .*File too large", message), message
     assert "ulimit -f" in message and len(message) < 800
+
+
+def test_a_run_made_before_new_fields_resumes_and_pipeline_settings_may_change(tmp_path):
+    """config.json of an older run lacks fields added since (compute_dtype: as before,
+    float32); the input pipeline's threads and workers give the same batches."""
+    saved = train_lib._config_dict(smoke_config())
+    del saved["model"]["compute_dtype"], saved["data"]["worker_count"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    resumed = smoke_config()
+    with resumed.unlocked():
+        resumed.data.worker_count, resumed.data.num_threads = 2, 3
+    assert train_lib.check_workdir(resumed, tmp_path) is not None
+    bf16 = smoke_config()
+    with bf16.unlocked():
+        bf16.model.compute_dtype = "bfloat16"
+    with pytest.raises(train_lib.WorkdirConfigError, match="compute_dtype: 'float32' → 'bfloat16'"):
+        train_lib.check_workdir(bf16, tmp_path)
