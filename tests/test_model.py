@@ -343,6 +343,40 @@ def test_check_grads_wrt_pose_orient_betas_transl(x64, posed):
         np.testing.assert_allclose(np.sum(grads[i] * direction), fd, rtol=1e-7, atol=1e-8)
 
 
+def test_batches_larger_than_a_chunk_match_the_reference_and_gradients(x64, smpl_arrays):
+    """The vertex loop over chunks (here 2 bodies: 3 steps and 1 padded row) changes
+    nothing: outputs against the reference, gradients against one chunk and against
+    finite differences."""
+    arrays = smpl_arrays(seed=7, num_vertices=100, num_betas=8)
+    body = model_from_arrays(arrays, num_betas=8, dtype=jnp.float64)
+    betas, pose, transl = hard_inputs(np.random.default_rng(7), 8)
+    args = (jnp.asarray(betas), jnp.asarray(pose[:, :1]), jnp.asarray(pose[:, 1:]))
+
+    def run(chunk, betas, global_orient, body_pose):
+        return smpl_jax.model._forward(
+            body, betas, global_orient, body_pose, jnp.asarray(transl), True, chunk=chunk
+        )
+
+    out = run(2, *args)
+    ref = smpl_forward_batch(arrays, betas=betas, pose=pose, transl=transl)
+    for name in FIELDS:
+        assert rel_err(getattr(out, name), ref[name]) <= 1e-10, name
+
+    weights = jnp.asarray(np.random.default_rng(8).standard_normal((5, 100, 3)))
+
+    def loss(chunk, *args):
+        return jnp.sum(jnp.sin(3.0 * run(chunk, *args).vertices) * weights)
+
+    # Bodies 1 and 4 (random and tiny angles): smooth, so finite differences hold.
+    args = tuple(a[jnp.array([1, 4, 1, 4, 1])] for a in args)
+    chunked = jax.grad(functools.partial(loss, 2), argnums=(0, 1, 2))(*args)
+    whole = jax.grad(functools.partial(loss, 8), argnums=(0, 1, 2))(*args)
+    for a, b in zip(chunked, whole):
+        assert rel_err(a, b) <= 1e-12
+    check_grads(functools.partial(loss, 2), args, order=1, modes=("rev",), eps=1e-6,
+                atol=1e-7, rtol=1e-7)  # fmt: skip
+
+
 def test_pose_gradient_at_zero_pose_equals_finite_differences(x64):
     loss, args = _grad_setup(posed=False)
     _, vjp = jax.vjp(loss, *args)
