@@ -256,10 +256,11 @@ def _check(name, value, batch, tail, dtype, allow_flat=False, default_width=None
     if value is None:
         shape = (batch, default_width) if default_width is not None else (batch, *tail)
         return jnp.zeros(shape, dtype)
-    value = jnp.asarray(value, dtype)
-    if not isinstance(value, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(value))):
-        # Only for concrete inputs: under jit the check would need a host round trip.
+    if not isinstance(value, jax.core.Tracer) and not np.isfinite(np.asarray(value)).all():
+        # Only for concrete inputs (NumPy: also a constant closed over inside jit, where a
+        # jnp test would be traced); a traced input would need a host round trip.
         raise ValueError(f"{name} contains NaN or infinite values.")
+    value = jnp.asarray(value, dtype)
     if tail == (None,):
         if value.ndim != 2:
             raise ValueError(f"{name} must have shape [B, N], got {tuple(value.shape)}.")

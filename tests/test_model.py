@@ -498,3 +498,15 @@ def test_nan_check_is_eager_only():
         nan_pose = jnp.full((1, 69), jnp.nan)
         out = jax.jit(lambda model, p: model(body_pose=p))(_small_body(), nan_pose)
     assert out.vertices.shape == (1, 50, 3) and bool(jnp.all(jnp.isnan(out.vertices)))
+
+
+def test_constants_closed_over_inside_jit_are_accepted_and_checked():
+    """A concrete input inside a jitted function (a fixed orientation closed over) is
+    validated with NumPy, not traced into a boolean (TracerBoolConversionError)."""
+    with jax.enable_x64(False):
+        model, fixed = _small_body(), jnp.full((2, 3), 0.1)
+        grad = jax.jit(jax.grad(lambda p: model(body_pose=p, global_orient=fixed).vertices.sum()))
+        assert grad(jnp.zeros((2, 69))).shape == (2, 69)
+        bad = np.full((2, 3), np.inf)
+        with pytest.raises(ValueError, match="global_orient contains NaN or infinite"):
+            jax.jit(lambda p: model(body_pose=p, global_orient=bad).vertices)(jnp.zeros((2, 69)))
