@@ -51,6 +51,8 @@ import numbers
 import jax
 import jax.numpy as jnp
 
+from hkmr_jax import geometry
+
 #: The three occluder shapes of the paper.
 KINDS: tuple[str, ...] = ("bar", "circle", "rectangle")
 #: The paper's input size; occluder sizes are defined on it.
@@ -235,11 +237,6 @@ def occlude(images, kind: str, doc, centers_px, key) -> jax.Array:
     return _occlude_jit(images, centers_px, keys, geometry, kind)
 
 
-def keypoints_to_pixels(keypoints_xy, size: int):
-    """[..., 2] crop coordinates in [-1, 1] → continuous pixel coordinates in [0, S]."""
-    return (jnp.asarray(keypoints_xy, jnp.float32) + 1.0) * (0.5 * size)
-
-
 def _check_keypoints(keypoints):
     keypoints = jnp.asarray(keypoints, jnp.float32)
     if keypoints.ndim != 3 or keypoints.shape[-1] != 3:
@@ -273,7 +270,8 @@ def _random_joint_centers(keypoints, keys, size):
     index = jax.vmap(jax.random.categorical)(keys, logits)
     chosen = jnp.take_along_axis(xy, index[:, None, None], axis=1)[:, 0]
     centre = jnp.zeros_like(chosen)
-    return keypoints_to_pixels(jnp.where(visible.any(-1, keepdims=True), chosen, centre), size)
+    xy = jnp.where(visible.any(-1, keepdims=True), chosen, centre)
+    return geometry.keypoints_to_pixels(xy, size)
 
 
 _random_joint_centers_jit = jax.jit(_random_joint_centers, static_argnames="size")
@@ -295,7 +293,7 @@ def joint_centers(keypoints, joint_index, size: int) -> jax.Array:
       [B, 2] (x, y) pixels.
     """
     keypoints = jnp.asarray(keypoints, jnp.float32)
-    return keypoints_to_pixels(jnp.take(keypoints[..., :2], joint_index, axis=1), size)
+    return geometry.keypoints_to_pixels(jnp.take(keypoints[..., :2], joint_index, axis=1), size)
 
 
 def _example_keys(example_ids, seed, stream):

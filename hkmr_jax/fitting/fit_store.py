@@ -46,7 +46,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from smpl_jax import array_files, rotation, skeleton
+from hkmr_jax.data import augment
+from smpl_jax import array_files
 
 __all__ = [
     "SMPLIFY_THRESHOLD",
@@ -311,9 +312,6 @@ def select_targets(
     return pose, betas, valid
 
 
-_SMPL_FLIP = np.asarray(skeleton.FLIP_PERMUTATION)
-
-
 def _check_pose(pose):
     pose = jnp.asarray(pose)
     if pose.ndim < 1 or pose.shape[-1] != 72:
@@ -321,26 +319,10 @@ def _check_pose(pose):
     return pose
 
 
-def _rotate(pose, rotation_deg):
-    """Global orientation ← R_z(−rot) · R_global (SPIN's `rot_aa` / `rotate_pose`), via
-    unit quaternions; rows with rot = 0 are returned unchanged (as `augment.rotate_pose`)."""
-    rot = jnp.broadcast_to(jnp.asarray(rotation_deg, pose.dtype), pose.shape[:-1])
-    half = -jnp.deg2rad(rot) / 2
-    c, s = jnp.cos(half), jnp.sin(half)
-    w, x, y, z = jnp.moveaxis(rotation.axis_angle_to_quaternion(pose[..., :3]), -1, 0)
-    # (c, 0, 0, s) ⊗ (w, x, y, z): the z rotation composed on the left.
-    q = jnp.stack([c * w - s * z, c * x - s * y, c * y + s * x, c * z + s * w], axis=-1)
-    turned = jnp.where((rot == 0)[..., None], pose[..., :3], rotation.quaternion_to_axis_angle(q))
-    return jnp.concatenate([turned, pose[..., 3:]], axis=-1)
-
-
 def _flip(pose, flip):
-    """Where `flip`: SPIN's `flip_pose` (left/right joints swapped, axis-angle y and z
-    negated: the rotations mirrored in x). An involution."""
+    """`augment.flip_pose` where `flip` (an involution)."""
     flip = jnp.broadcast_to(jnp.asarray(flip) > 0, pose.shape[:-1])
-    joints = pose.reshape(*pose.shape[:-1], 24, 3)
-    mirrored = joints[..., _SMPL_FLIP, :] * jnp.asarray([1, -1, -1], pose.dtype)
-    return jnp.where(flip[..., None], mirrored.reshape(pose.shape), pose)
+    return jnp.where(flip[..., None], augment.flip_pose(pose, jnp), pose)
 
 
 def to_batch_frame(pose, rotation_deg, flip):
@@ -359,7 +341,7 @@ def to_batch_frame(pose, rotation_deg, flip):
       [..., 72]; `to_original_frame` undoes it.
     """
     pose = _check_pose(pose)
-    return _flip(_rotate(pose, rotation_deg), flip)
+    return _flip(augment.rotate_pose(pose, rotation_deg, jnp), flip)
 
 
 def to_original_frame(pose, rotation_deg, flip):
@@ -367,7 +349,7 @@ def to_original_frame(pose, rotation_deg, flip):
     original frame, for `update` (SPIN's ``FitsDict.__setitem__``): un-flip, then rotate
     by −rot. The inverse of `to_batch_frame` (same arguments)."""
     pose = _check_pose(pose)
-    return _rotate(_flip(pose, flip), -jnp.asarray(rotation_deg, pose.dtype))
+    return augment.rotate_pose(_flip(pose, flip), -jnp.asarray(rotation_deg, pose.dtype), jnp)
 
 
 def set_fits(store: FitStore, dataset: str | int, pose, betas, error=None) -> FitStore:

@@ -89,8 +89,6 @@ __all__ = [
     "POSE_DIM",
     "PoseDiscriminator",
     "PoseVAE",
-    "discriminator_loss",
-    "generator_loss",
     "geodesic_angle",
     "kl_divergence",
     "load_amass_poses",
@@ -391,37 +389,6 @@ class PoseDiscriminator(nnx.Module):
         s = nnx.relu(self.shape_fc2(s))
         shape_score = self.shape_out(s)
         return jnp.concatenate([joint_scores, pose_score, shape_score], axis=-1)
-
-
-def discriminator_loss(real_logits, fake_logits):
-    """HMR's least-squares discriminator loss (Mao et al. 2017).
-
-    L_D = mean_B Σ_k (D_k(real) − 1)² + mean_B Σ_k D_k(fake)², summed over the 25 outputs
-    k and averaged over each batch separately (the two batches may differ in size).
-
-    Args:
-      real_logits: [B_real, K] discriminator outputs for real (mocap) samples.
-      fake_logits: [B_fake, K] outputs for predicted samples (stop their gradient into
-        the regressor when training the discriminator).
-
-    Returns:
-      [] scalar loss, unweighted (HMR multiplies it by ``d_loss_weight``, 1 by default).
-    """
-    real = jnp.mean(jnp.sum((real_logits - 1.0) ** 2, axis=-1))
-    fake = jnp.mean(jnp.sum(fake_logits**2, axis=-1))
-    return real + fake
-
-
-def generator_loss(fake_logits):
-    """HMR's least-squares adversarial loss for the regressor: mean_B Σ_k (D_k(fake) − 1)².
-
-    Args:
-      fake_logits: [B, K] discriminator outputs for the regressor's predictions.
-
-    Returns:
-      [] scalar loss, unweighted (HMR multiplies it by ``d_loss_weight``, 1 by default).
-    """
-    return jnp.mean(jnp.sum((fake_logits - 1.0) ** 2, axis=-1))
 
 
 # Widths of AMASS `poses` rows whose first 66 values are SMPL joints 0-21.
