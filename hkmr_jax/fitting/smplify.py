@@ -52,10 +52,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import nnx
 
 import smpl_jax
 from hkmr_jax import geometry
 from hkmr_jax.fitting import gmm as gmm_lib
+from hkmr_jax.models.pose_prior import PoseVAE
 from smpl_jax import rotation, skeleton
 
 __all__ = [
@@ -282,10 +284,6 @@ class SMPLify:
             `train_lib.load_pose_prior` returns it. Needed for pose_prior='vae'.
           gmm: a `GMMPrior` or the path of ``gmm_08.pkl``. Needed for pose_prior='gmm'.
         """
-        from flax import nnx
-
-        from hkmr_jax.models.pose_prior import PoseVAE
-
         config = SMPLifyConfig() if config is None else config
         regressor = jnp.asarray(h36m_regressor, body.dtype)
         if regressor.ndim != 2 or regressor.shape != (17, body.num_vertices):
@@ -453,8 +451,6 @@ def _pose_prior(fitter: SMPLify, body_pose):
     if cfg.pose_prior == "gmm":
         return cfg.pose_prior_weight**2 * fitter.gmm(body_pose)
     if cfg.pose_prior == "vae":
-        from flax import nnx
-
         vae = nnx.merge(fitter.vae_graphdef, fitter.vae_state)
         return cfg.vae_prior_weight**2 * vae.kl(body_pose, frozen=True)
     return jnp.zeros(body_pose.shape[:1], body_pose.dtype)

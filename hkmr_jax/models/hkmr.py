@@ -36,6 +36,7 @@ import numpy as np
 from flax import nnx
 
 from hkmr_jax.models import params as params_lib
+from hkmr_jax.models.layers import small_init
 from smpl_jax import skeleton
 
 HISTORY_MODES = ("all", "previous")
@@ -47,11 +48,6 @@ def _choice(name, value, allowed):
     if value not in allowed:
         raise ValueError(f"unknown {name} {value!r}; choose one of {list(allowed)}.")
     return value
-
-
-def _small_init(scale=0.01):
-    # Residual outputs start near zero: the first estimate stays near the mean params.
-    return nnx.initializers.variance_scaling(scale, "fan_avg", "truncated_normal")
 
 
 class ChainGroup(nnx.Module):
@@ -80,10 +76,10 @@ class ChainGroup(nnx.Module):
         self.embed_bias = nnx.Param(jnp.zeros((c, d)))
         history_dim = k * p if history == "all" else p
         shape = (c, k, d + history_dim, p)
-        self.forward_kernel = nnx.Param(_small_init()(rngs.params(), shape))
+        self.forward_kernel = nnx.Param(small_init()(rngs.params(), shape))
         self.forward_bias = nnx.Param(jnp.zeros((c, k, p)))
         if self.passes == "forward_backward":
-            self.backward_kernel = nnx.Param(_small_init()(rngs.params(), shape))
+            self.backward_kernel = nnx.Param(small_init()(rngs.params(), shape))
             self.backward_bias = nnx.Param(jnp.zeros((c, k, p)))
 
     def project_features(self, features):
@@ -157,7 +153,7 @@ class ResidualHead(nnx.Module):
     def __init__(self, feature_dim, other_dim, hidden, out_dim, *, rngs: nnx.Rngs):
         self.features = nnx.Linear(feature_dim, hidden, rngs=rngs)
         self.other = nnx.Linear(other_dim, hidden, use_bias=False, rngs=rngs)
-        self.out = nnx.Linear(hidden, out_dim, kernel_init=_small_init(), rngs=rngs)
+        self.out = nnx.Linear(hidden, out_dim, kernel_init=small_init(), rngs=rngs)
 
     def __call__(self, feature_proj, other):
         return self.out(jax.nn.relu(feature_proj + self.other(other)))
