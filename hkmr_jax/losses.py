@@ -1,24 +1,10 @@
 """The training objective of HKMR (paper Eq. 3), summed over the T outer iterations.
 
-L = Σ_t λ_smpl L_smpl^t + λ_3D L_3D^t + λ_2D L_2D^t + λ_KL L_KL^t
-
-* L_smpl: squared error of pose and shape, a mean over the examples with `has_smpl`.
-  The pose term compares rotation matrices (as SPIN does) rather than axis-angle
-  vectors, which are ambiguous (θ and θ − 2π·θ/|θ| are the same rotation); the shape
-  term compares betas.
-* L_3D: L1 between predicted and ground-truth root-centred 3D joints (paper: L1), over
-  the J24 slots the data labels (confidence-weighted), a mean over the examples with
-  `has_3d`.
-* L_2D: L1 between weak-perspective projections s·Π(X) + ρ of the predicted joints and
-  the 2D keypoints, confidence-weighted.
-* L_KL: KL(q(z|Θ̂) ‖ N(0, I)) from the frozen VAE encoder (a function passed in), or
-  nothing when the prior is off.
-
-Predicted J24 joints come from the predicted mesh through a 17-joint Human3.6M regressor
-(SPIN's J24 slots for those 17 joints; `geometry.j24_joints`). Every term is a mean over
-its entries, as in SPIN, so the weights do not depend on batch size: L_smpl and L_3D over
-the entries of the examples that have those labels (SPIN selects them first), L_2D over
-all examples (keypoint confidence weights it), L_KL over all predictions.
+L = Σ_t λ_smpl L_smpl^t + λ_3D L_3D^t + λ_2D L_2D^t + λ_KL L_KL^t (`regressor_loss`),
+each term a mean over its entries as in SPIN; and HMR's least-squares adversarial terms
+(`adversarial_loss`, `discriminator_loss`, `generator_loss`,
+`lsgan_discriminator_loss`). What each term compares and over which examples:
+docs/hkmr.md.
 """
 
 from __future__ import annotations

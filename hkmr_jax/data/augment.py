@@ -1,42 +1,11 @@
 """Training-time augmentation as in SPIN (Kolotouros et al. 2019), on one example.
 
-The pipeline calls ``augment(example, rng, config)`` inside a grain ``map`` on a single
-example of the data contract (docs/CONTRACT_data.md) whose image is already the S × S
-crop. Everything is NumPy: per-example work in a data-loader worker is a few small arrays
-and one image resampling (a few ms at 224 px), where JAX's dispatch would only add cost.
-
-One similarity transform moves the crop: scale + in-plane rotation + horizontal flip,
-about the crop centre. With SPIN's parameters (`rot` degrees, `sc`, `flip`), a point
-``u`` in the crop's [-1, 1] coordinates (x right, y down) goes to
-
-    u' = F · R(−rot) · u / sc,     R(φ) = [[cos φ, −sin φ], [sin φ, cos φ]],  F = diag(−1, 1)
-
-(`rot` > 0 turns the picture counter-clockwise on screen; `sc` > 1 zooms out, as SPIN's
-crop box grows by `sc`). The labels follow:
-
-* `image`: bilinear resampling of the inverse map at the pixel centres; black outside the
-  source (SPIN pads its crops with zeros); then the per-channel colour noise, clipped to
-  [0, 255] and rounded once.
-* `keypoints`: ``u'`` as above; on a flip, the J24 left/right swap
-  (`skeleton.J24_FLIP_PERMUTATION`); confidence 0 for keypoints that leave the crop
-  (|x| or |y| > 1).
-* `joints_3d`: rotated about the camera z axis by R_z(−rot); on a flip, x → −x and the
-  J24 swap. Scale leaves metric 3D joints alone.
-* `pose`: global orientation ← R_z(−rot) · R_global (SPIN's `rot_aa`); on a flip, the
-  SMPL left/right swap (`skeleton.FLIP_PERMUTATION`) and the y, z axis-angle components
-  negated (SPIN's `flip_pose`).
-* other keys: unchanged.
-
-The order is SPIN's (rotate and scale, then flip), and the label transforms agree: the
-mesh of the new pose is the old one turned by R_z(−rot) about the root joint, then
-mirrored in x (exactly so for a left/right-symmetric body model; SMPL is nearly
-symmetric), and the new 3D joints project to the new keypoints.
-
-Random parameters are SPIN's `augm_params` (defaults `AugmentConfig()`): flip with p 0.5;
-per-channel noise uniform in [0.6, 1.4]; rotation N(0, 30°) clipped to ±60°, and set to 0
-with probability 0.6 (SPIN's code; so it is applied with probability 0.4); scale
-N(1, 0.25) clipped to [0.75, 1.25]. All seven numbers are always drawn, in a fixed order,
-so that switching one part off does not change the others' values for a given seed.
+``augment(example, rng, config)`` runs in a grain ``map`` on one data-contract example
+whose image is the S × S crop, in NumPy (cheaper than JAX dispatch per example): one
+similarity transform (scale, in-plane rotation, horizontal flip, SPIN's order) moves the
+image, keypoints, 3D joints and pose; then per-channel colour noise. `rotate_pose` and
+`flip_pose` also serve the JAX fit store (``xp=jax.numpy``). The maps, label rules and
+random ranges (SPIN's `augm_params`) are in docs/augmentation.md.
 """
 
 from __future__ import annotations

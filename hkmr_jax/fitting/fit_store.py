@@ -1,38 +1,10 @@
 """The per-example best-fit store of SPIN's training loop (SPIN's ``FitsDict``), as arrays.
 
-SPIN keeps, for every training example, the best SMPLify fit found so far and supervises
-the regressor with it where it reprojects well enough. Here the store is a pytree of
-fixed-size arrays, one block per dataset, addressed by (dataset id, example id) — the
-data contract's ``dataset_id`` (the dataset's position in the pipeline's list) and
-``example_id``::
-
-    store = fit_store.create({"coco": 28344, "mpii": 14810})      # ids 0, 1
-    ids, idx = batch["dataset_id"], batch["example_id"]
-    store = fit_store.update(store, ids, idx, result.pose, result.betas,
-                             result.reprojection_error)
-    best_pose, best_betas, best_error, _ = fit_store.lookup(store, ids, idx)
-    target_pose, target_betas, valid = fit_store.select_targets(
-        best_pose, best_betas, best_error, batch["pose"], batch["betas"], batch["has_smpl"])
-
-Everything is a pure function of arrays: it jits, and under ``jax.shard_map`` every device
-holds the whole (replicated) store and applies the same update — pass
-``axis_name='data'`` to `update` and it gathers the other devices' fits first, so the
-replicas stay identical (the result is replicated by type: ``out_specs=P()`` works).
-Duplicate (dataset, example) pairs in one update resolve deterministically: the lowest
-new error wins, ties go to the earliest position. Ids outside a dataset's range (or of a
-dataset not in the store) are ignored by `update` and read as "no fit" by `lookup`.
-Under `jit`, donate the store (it is large: SPIN's datasets hold ~500k examples × 82
-floats) so that the update happens in place.
-
-Checkpointing: `to_arrays` gives a nested dict of arrays for orbax (or anything else);
-`from_arrays` rebuilds the store.
-
-Frames: stored poses are in the example's original (un-augmented) frame, as in SPIN.
-`to_batch_frame` moves looked-up poses into a batch's augmentation (SPIN's
-``FitsDict.__getitem__``: rotate, then flip) and `to_original_frame` moves a batch's
-fits back before `update` (``FitsDict.__setitem__``: un-flip, then rotate by −rot); they
-are exact inverses and agree with the NumPy label transform of
-`hkmr_jax.data.augment` (`augment.transform_pose`). Betas need no transform.
+A pytree of fixed-size arrays, one block per dataset, addressed by the data contract's
+(``dataset_id``, ``example_id``): `create`, `lookup`, `update` (SPIN's keep-the-better
+rule; ``axis_name=`` under ``shard_map``), `select_targets`, `to_arrays`/`from_arrays`
+for checkpoints. Stored poses are in the original frame: `to_batch_frame` and
+`to_original_frame` apply `data.augment`'s pose transforms. Details: docs/smplify.md.
 """
 
 from __future__ import annotations

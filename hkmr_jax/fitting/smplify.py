@@ -1,45 +1,13 @@
 """SPIN's SMPLify in JAX: fit SMPL pose, shape and camera translation to 2D keypoints.
 
-A batched, `jit`-compiled port of SPIN's in-the-loop optimiser (Kolotouros et al. 2019,
-``smplify/smplify.py``, ``losses.py``; the GMM prior of SMPLify-X's ``prior.py``). The
-choices are written down in ``docs/smplify.md``; in short::
+A batched, `jit`-compiled port of SPIN's in-the-loop optimiser (Kolotouros et al. 2019)::
 
     fitter = SMPLify.create(body, h36m_regressor, vae=prior)   # once, outside jit
     result = fitter(keypoints, init_pose, init_betas, init_cam_t)   # jitted, batched
     result = fitter.fit_from_regressor(out.final, keypoints)   # from HKMR/HMR's output
 
-* Camera: a perspective camera with focal length ``f`` = 5000 px on a virtual
-  ``img_res`` = 224 px crop, principal point at the crop centre, identity rotation,
-  translation ``t`` (metres): ``u = f·(X + t)_xy / (Z + t_z) + img_res/2``.
-  `weak_perspective_to_translation` turns the regressors' weak-perspective camera
-  ``x = s·X_xy + (tx, ty)`` (normalised [-1, 1] crop coordinates; the project's
-  convention, `geometry.weak_perspective`) into the ``t`` that projects alike.
-* Keypoints: ``[B, 24, 3]`` in SPIN's J24 order (`smpl_jax.skeleton.J24_NAMES`) with
-  x, y in the crop's **normalised [-1, 1]** coordinates (the data contract's
-  ``keypoints``, fed as they come) and a confidence. Internally they are pixels of the
-  virtual ``img_res`` crop (`keypoints_to_pixels`), the units of SPIN's σ = 100 and its
-  fit threshold of 100, whatever the size of the actual image.
-* Model joints: the J24 joints of the mesh through the 17-joint Human3.6M regressor
-  (`geometry.j24_joints`): 17 of the 24 slots; keypoints in the other 7 slots (head top,
-  thorax, nose, eyes, ears) have no model joint and are ignored.
-* Step 1 (camera; SPIN's ``camera_fitting_loss``): Adam on the global orientation and
-  the camera translation; squared reprojection error of the hips and shoulders,
-  confidence-weighted, plus ``depth_loss_weight² · (t_z − t_z⁰)²``.
-* Step 2 (body; ``body_fitting_loss``): Adam on the body pose, betas and global
-  orientation, the camera fixed; ``Σ_j c_j² Σ_xy ρ_σ(û − u)`` (Geman–McClure ρ, hips
-  ignored as in SPIN) + pose prior + ``angle_prior_weight² ·`` elbow/knee prior +
-  ``shape_prior_weight² · ‖β‖²``. The pose prior is the project's frozen `PoseVAE`
-  (``vae_prior_weight² · KL(q(z|θ) ‖ N(0, I))``, the same term as HKMR's L_KL), SMPLify's
-  GMM (``pose_prior_weight² ·`` its max-mixture negative log-likelihood, from
-  ``gmm_08.pkl``, `load_gmm_prior`), or none.
-* Each step is a `jax.lax.scan` of ``num_iters`` optax Adam updates (SPIN: 100, lr 1e-2).
-  The loss is a sum over the batch, so with Adam (elementwise) every example is fitted
-  exactly as it would be alone.
-* Per-example error (SPIN's ``get_fitting_loss(...).mean(-1)``): the step-2
-  reprojection term per J24 slot, averaged over the 24 slots, in pixels² (robustified).
-  SPIN averages over its 49 joints, of which 25 are OpenPose duplicates of the same
-  points; ours over 24, so the two scales roughly agree and SPIN's threshold of 100
-  keeps its meaning (`fit_store.select_targets`).
+Keypoints: [B, 24, 3] J24, x, y in [-1, 1], confidence. Two Adam stages (camera, then
+body) in `lax.scan`; camera, units, priors and the error are in docs/smplify.md.
 """
 
 from __future__ import annotations

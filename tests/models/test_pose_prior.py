@@ -1,7 +1,7 @@
 """Tests for hkmr_jax.models.pose_prior.
 
 Reference values and their origin:
-* parameter counts are Σ (fan_in + 1) · fan_out over the layers listed in the docstrings:
+* parameter counts are Σ (fan_in + 1) · fan_out over the layers listed in docs/pose_prior.md:
   VAE 69·512+512 + 512·512+512 + 2·(512·32+32) + 32·512+512 + 512·512+512 + 512·138+138
   = 681,674; discriminator (9·32+32) + (32·32+32) + 23·(32+1) + (736·1024+1024)
   + (1024·1024+1024) + (1024+1) + (10·10+10) + (10·5+5) + (5+1) = 1,807,619.
