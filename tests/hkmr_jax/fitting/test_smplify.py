@@ -194,13 +194,6 @@ def test_camera_conversion_round_trip(problem):
     assert np.abs(np.asarray(xy - weak)[:, visible]).max() * 112 < 2.0
 
 
-def test_keypoint_conversion_round_trip():
-    kp = jnp.array([[[-1.0, 1.0, 0.5], [0.0, 0.25, 1.0]]])
-    px = geometry.keypoints_to_pixels(kp)
-    np.testing.assert_allclose(px, [[[0.0, 224.0, 0.5], [112.0, 140.0, 1.0]]])
-    np.testing.assert_allclose(geometry.keypoints_to_normalised(px), kp)
-
-
 # --------------------------------------------------------------------------------------
 # Robust error and priors
 
