@@ -172,7 +172,7 @@ def smplify_fits(body, regressor, batch, iters, seconds) -> dict:
     import jax.numpy as jnp
     from flax import nnx
 
-    from hkmr_jax import smplify
+    from hkmr_jax.fitting import smplify
     from hkmr_jax.models.pose_prior import PoseVAE
 
     config = smplify.SMPLifyConfig(num_iters=iters, pose_prior="vae")

@@ -1,4 +1,4 @@
-"""Fits per second of `hkmr_jax.smplify` (SPIN's SMPLify: camera step + body step).
+"""Fits per second of `hkmr_jax.fitting.smplify` (SPIN's SMPLify: camera step + body step).
 
     python benchmarks/smplify.py [--batch 64] [--iters 100] [--prior vae none gmm]
                                  [--model SMPL_NEUTRAL.pkl --regressor J_regressor_h36m.npy]
@@ -21,8 +21,10 @@ import numpy as np
 from flax import nnx
 
 import smpl_jax
-from hkmr_jax import geometry, smplify
+from hkmr_jax import geometry
 from hkmr_jax.data import synthetic as synthetic_data
+from hkmr_jax.fitting import gmm as gmm_lib
+from hkmr_jax.fitting import smplify
 from hkmr_jax.models.pose_prior import PoseVAE
 from smpl_jax import synthetic
 
@@ -34,12 +36,12 @@ def _problem(body, regressor, batch: int, seed: int = 0):
     ]
     pose = jnp.asarray(np.stack([p["pose"] for p in params]))
     betas = jnp.asarray(np.stack([p["betas"] for p in params]))
-    cam_t = smplify.weak_perspective_to_translation(
+    cam_t = geometry.weak_perspective_to_translation(
         jnp.tile(jnp.array([0.9, 0.0, 0.0]), (batch, 1))
     )
     vertices = body(betas=betas, body_pose=pose[:, 3:], global_orient=pose[:, :3]).vertices
     joints, mask = geometry.j24_joints(vertices, regressor)
-    xy = smplify.keypoints_to_normalised(smplify.perspective_projection(joints, cam_t))
+    xy = geometry.keypoints_to_normalised(geometry.perspective_projection(joints, cam_t))
     keypoints = jnp.concatenate(
         [xy, jnp.broadcast_to(jnp.asarray(mask)[:, None], (batch, 24, 1))], -1
     )
@@ -52,7 +54,7 @@ def _problem(body, regressor, batch: int, seed: int = 0):
 def _random_gmm(seed: int = 0):
     rng = np.random.default_rng(seed)
     a = rng.normal(size=(8, 69, 69)) * 0.1
-    return smplify.gmm_from_arrays(
+    return gmm_lib.gmm_from_arrays(
         rng.normal(size=(8, 69)) * 0.2,
         a @ a.transpose(0, 2, 1) + 0.05 * np.eye(69),
         np.full(8, 1 / 8),

@@ -37,8 +37,9 @@ import math
 
 from ml_collections import config_dict
 
-from hkmr_jax import prior_train, smplify
+from hkmr_jax import prior_train
 from hkmr_jax.data import synthetic
+from hkmr_jax.fitting import smplify
 
 VARIANTS = ("default", "smoke", "paper")
 

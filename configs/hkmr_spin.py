@@ -1,7 +1,7 @@
 """HKMR_MF (paper Tables 4-5): HKMR trained SPIN's way, with SMPLify in the loop.
 
-The regressor's estimate starts a SMPLify fit to the 2D keypoints (`hkmr_jax.smplify`);
-the best fit of every example is kept (`hkmr_jax.fit_store`, checkpointed with the run)
+The regressor's estimate starts a SMPLify fit to the 2D keypoints (`hkmr_jax.fitting.smplify`);
+the best fit of every example is kept (`hkmr_jax.fitting.fit_store`, checkpointed with the run)
 and supervises pose and shape where the example has no SMPL ground truth and the fit
 reprojects within SPIN's threshold (`train_lib._fit_targets`).
 

@@ -1,24 +1,10 @@
 """The training objective of HKMR (paper Eq. 3), summed over the T outer iterations.
 
-L = Σ_t λ_smpl L_smpl^t + λ_3D L_3D^t + λ_2D L_2D^t + λ_KL L_KL^t
-
-* L_smpl: squared error of pose and shape, a mean over the examples with `has_smpl`.
-  The pose term compares rotation matrices (as SPIN does) rather than axis-angle
-  vectors, which are ambiguous (θ and θ − 2π·θ/|θ| are the same rotation); the shape
-  term compares betas.
-* L_3D: L1 between predicted and ground-truth root-centred 3D joints (paper: L1), over
-  the J24 slots the data labels (confidence-weighted), a mean over the examples with
-  `has_3d`.
-* L_2D: L1 between weak-perspective projections s·Π(X) + ρ of the predicted joints and
-  the 2D keypoints, confidence-weighted.
-* L_KL: KL(q(z|Θ̂) ‖ N(0, I)) from the frozen VAE encoder (a function passed in), or
-  nothing when the prior is off.
-
-Predicted J24 joints come from the predicted mesh through a 17-joint Human3.6M regressor
-(SPIN's J24 slots for those 17 joints; `geometry.j24_joints`). Every term is a mean over
-its entries, as in SPIN, so the weights do not depend on batch size: L_smpl and L_3D over
-the entries of the examples that have those labels (SPIN selects them first), L_2D over
-all examples (keypoint confidence weights it), L_KL over all predictions.
+L = Σ_t λ_smpl L_smpl^t + λ_3D L_3D^t + λ_2D L_2D^t + λ_KL L_KL^t (`regressor_loss`),
+each term a mean over its entries as in SPIN; and HMR's least-squares adversarial terms
+(`adversarial_loss`, `discriminator_loss`, `generator_loss`,
+`lsgan_discriminator_loss`). What each term compares and over which examples:
+docs/hkmr.md.
 """
 
 from __future__ import annotations
@@ -30,7 +16,6 @@ import jax
 import jax.numpy as jnp
 
 from hkmr_jax import geometry
-from hkmr_jax.models import pose_prior
 from hkmr_jax.models.params import RegressorOutput
 from smpl_jax import rotation
 
@@ -125,6 +110,41 @@ def regressor_loss(
     return loss, terms
 
 
+def generator_loss(fake_scores):
+    """HMR's least-squares adversarial loss for the regressor (Mao et al. 2017):
+    mean_B Σ_k (D_k(fake) − 1)², unweighted.
+
+    Args:
+      fake_scores: [B, K] discriminator outputs for the regressor's predictions.
+
+    Returns:
+      [] scalar.
+    """
+    return jnp.mean(jnp.sum((fake_scores - 1.0) ** 2, axis=-1))
+
+
+def lsgan_discriminator_loss(real_scores, fake_scores, real_valid=None, axis_name=None):
+    """HMR's least-squares discriminator loss (Mao et al. 2017), unweighted:
+    mean_real Σ_k (D_k(real) − 1)² + mean_B Σ_k D_k(fake)², each batch averaged separately
+    (they may differ in size).
+
+    Args:
+      real_scores: [B_real, K] outputs for real samples; fake_scores: [B_fake, K] outputs
+        for predictions (stop their gradient into the regressor).
+      real_valid: optional [B_real] 0/1: the real term averages over these rows only
+        (global counts inside a `shard_map` over `axis_name`, see `_mean_over_valid`).
+
+    Returns:
+      [] scalar.
+    """
+    real_err = jnp.sum((real_scores - 1.0) ** 2, -1)
+    if real_valid is None:
+        real_term = jnp.mean(real_err)
+    else:
+        real_term = _mean_over_valid(real_err, real_valid, real_valid, axis_name)
+    return real_term + jnp.mean(jnp.sum(fake_scores**2, -1))
+
+
 def adversarial_loss(critic, out: RegressorOutput):
     """HMR's least-squares adversarial term for the regressor, summed over the T outer
     iterations (like every term of Eq. 3): the discriminator `critic`
@@ -132,13 +152,13 @@ def adversarial_loss(critic, out: RegressorOutput):
     shape."""
     t, b = out.betas.shape[:2]
     scores = critic(out.rotmat[:, :, 1:].reshape(t * b, 23, 3, 3), out.betas.reshape(t * b, -1))
-    return pose_prior.generator_loss(scores) * t
+    return generator_loss(scores) * t
 
 
 def discriminator_loss(critic, out: RegressorOutput, batch, axis_name: str | None = None):
-    """The discriminator's least-squares loss: ground-truth SMPL parameters of the batch
-    (where `has_smpl`; HMR uses a separate mocap set) are real, every iteration's
-    prediction (`out`, gradient stopped) is fake.
+    """The discriminator's least-squares loss (`lsgan_discriminator_loss`): ground-truth
+    SMPL parameters of the batch (where `has_smpl`; HMR uses a separate mocap set) are
+    real, every iteration's prediction (`out`, gradient stopped) is fake.
 
     The real term is a mean over the `has_smpl` examples of the whole batch. Inside a
     `shard_map` over `axis_name`, a shard's share is normalised by the global count, so
@@ -149,8 +169,7 @@ def discriminator_loss(critic, out: RegressorOutput, batch, axis_name: str | Non
     fake = critic(out.rotmat[:, :, 1:].reshape(t * b, 23, 3, 3), out.betas.reshape(t * b, -1))
     real = critic(body_rotmat(batch["pose"])[:, 1:], batch["betas"])
     has_smpl = batch["has_smpl"].astype(real.dtype)
-    real_term = _mean_over_valid(jnp.sum((real - 1.0) ** 2, -1), has_smpl, has_smpl, axis_name)
-    return real_term + jnp.mean(jnp.sum(fake**2, -1))
+    return lsgan_discriminator_loss(real, fake, has_smpl, axis_name)
 
 
 def body_rotmat(pose):

@@ -68,9 +68,10 @@ from jax.sharding import PartitionSpec as P
 
 import smpl_jax
 from hkmr_jax import checkpoint as checkpoint_lib
-from hkmr_jax import eval_lib, fit_store, losses, models, prior_train, smplify
+from hkmr_jax import eval_lib, losses, models, prior_train
 from hkmr_jax.cli import UserError
 from hkmr_jax.data import pipeline
+from hkmr_jax.fitting import fit_store, smplify
 from hkmr_jax.inference import normalize_images, predict_fn
 from hkmr_jax.models import encoder as encoder_lib
 from hkmr_jax.models import pose_prior

@@ -32,12 +32,12 @@ def _numpy_fingerprint():
 
 def main(cases_path):
     import smpl_jax
-    from hkmr_jax import smplify
+    from hkmr_jax.fitting import gmm
     from hkmr_jax.models import torchvision_import
 
     loaders = {
         "smpl": smpl_jax.load,
-        "gmm": smplify.load_gmm_prior,
+        "gmm": gmm.load_gmm_prior,
         "torch": torchvision_import.load_torch_checkpoint,
     }
     with open(cases_path) as f:

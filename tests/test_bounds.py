@@ -347,7 +347,7 @@ def test_smpl_npz_with_strings_names_file_and_key(tmp_path, smpl_arrays):
 
 
 def test_other_user_array_files_name_file_and_key(tmp_path):
-    from hkmr_jax import fit_store
+    from hkmr_jax.fitting import fit_store
     from hkmr_jax.models import params, pose_prior
 
     np.save(tmp_path / "fits.npy", np.full((3, 82), "x"))

@@ -14,9 +14,10 @@ import pytest
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-from hkmr_jax import checkpoint, config_files, fit_store, prior_train, smplify, train_lib
+from hkmr_jax import checkpoint, config_files, prior_train, train_lib
 from hkmr_jax.data import augment, pipeline, synthetic
 from hkmr_jax.data.augment import AugmentParams
+from hkmr_jax.fitting import fit_store, smplify
 from smpl_jax import rotation
 
 ROOT = Path(__file__).resolve().parents[1]

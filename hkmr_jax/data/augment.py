@@ -1,42 +1,11 @@
 """Training-time augmentation as in SPIN (Kolotouros et al. 2019), on one example.
 
-The pipeline calls ``augment(example, rng, config)`` inside a grain ``map`` on a single
-example of the data contract (docs/CONTRACT_data.md) whose image is already the S × S
-crop. Everything is NumPy: per-example work in a data-loader worker is a few small arrays
-and one image resampling (a few ms at 224 px), where JAX's dispatch would only add cost.
-
-One similarity transform moves the crop: scale + in-plane rotation + horizontal flip,
-about the crop centre. With SPIN's parameters (`rot` degrees, `sc`, `flip`), a point
-``u`` in the crop's [-1, 1] coordinates (x right, y down) goes to
-
-    u' = F · R(−rot) · u / sc,     R(φ) = [[cos φ, −sin φ], [sin φ, cos φ]],  F = diag(−1, 1)
-
-(`rot` > 0 turns the picture counter-clockwise on screen; `sc` > 1 zooms out, as SPIN's
-crop box grows by `sc`). The labels follow:
-
-* `image`: bilinear resampling of the inverse map at the pixel centres; black outside the
-  source (SPIN pads its crops with zeros); then the per-channel colour noise, clipped to
-  [0, 255] and rounded once.
-* `keypoints`: ``u'`` as above; on a flip, the J24 left/right swap
-  (`skeleton.J24_FLIP_PERMUTATION`); confidence 0 for keypoints that leave the crop
-  (|x| or |y| > 1).
-* `joints_3d`: rotated about the camera z axis by R_z(−rot); on a flip, x → −x and the
-  J24 swap. Scale leaves metric 3D joints alone.
-* `pose`: global orientation ← R_z(−rot) · R_global (SPIN's `rot_aa`); on a flip, the
-  SMPL left/right swap (`skeleton.FLIP_PERMUTATION`) and the y, z axis-angle components
-  negated (SPIN's `flip_pose`).
-* other keys: unchanged.
-
-The order is SPIN's (rotate and scale, then flip), and the label transforms agree: the
-mesh of the new pose is the old one turned by R_z(−rot) about the root joint, then
-mirrored in x (exactly so for a left/right-symmetric body model; SMPL is nearly
-symmetric), and the new 3D joints project to the new keypoints.
-
-Random parameters are SPIN's `augm_params` (defaults `AugmentConfig()`): flip with p 0.5;
-per-channel noise uniform in [0.6, 1.4]; rotation N(0, 30°) clipped to ±60°, and set to 0
-with probability 0.6 (SPIN's code; so it is applied with probability 0.4); scale
-N(1, 0.25) clipped to [0.75, 1.25]. All seven numbers are always drawn, in a fixed order,
-so that switching one part off does not change the others' values for a given seed.
+``augment(example, rng, config)`` runs in a grain ``map`` on one data-contract example
+whose image is the S × S crop, in NumPy (cheaper than JAX dispatch per example): one
+similarity transform (scale, in-plane rotation, horizontal flip, SPIN's order) moves the
+image, keypoints, 3D joints and pose; then per-channel colour noise. `rotate_pose` and
+`flip_pose` also serve the JAX fit store (``xp=jax.numpy``). The maps, label rules and
+random ranges (SPIN's `augm_params`) are in docs/augmentation.md.
 """
 
 from __future__ import annotations
@@ -47,7 +16,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from smpl_jax import skeleton
+from smpl_jax import rotation, skeleton
 
 _J24_FLIP = np.asarray(skeleton.J24_FLIP_PERMUTATION)
 _SMPL_FLIP = np.asarray(skeleton.FLIP_PERMUTATION)
@@ -193,10 +162,10 @@ def _flip_index(n: int, name: str) -> np.ndarray:
     return _J24_FLIP
 
 
-# Axis-angle arithmetic through unit quaternions (w, x, y, z) in float64: exact at the
-# zero rotation and accurate up to π, unlike a matrix logarithm through acos.
-# float64 NumPy quaternions (w, x, y, z), shared with data/synthetic.py: label
-# arithmetic on the host, exact near the 180° rotations SPIN's camera frame is full of.
+# float64 NumPy quaternions (w, x, y, z), also used by data/synthetic.py: label arithmetic
+# on the host, exact at the zero rotation and near the 180° rotations SPIN's camera frame
+# is full of. They are not `smpl_jax.rotation`'s (JAX, float32 without x64, another
+# small-angle series): switching would change the training labels' bits.
 def axis_angle_to_quaternion(aa: np.ndarray) -> np.ndarray:
     theta = np.linalg.norm(aa, axis=-1, keepdims=True)
     # sin(θ/2)/θ = ½·sinc(θ/2π) with numpy's normalised sinc, which is exact at 0.
@@ -223,41 +192,56 @@ def quaternion_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     ])  # fmt: skip
 
 
-def rotate_pose(pose: np.ndarray, rotation_deg: float) -> np.ndarray:
+def rotate_pose(pose, rotation_deg, xp=np):
     """Compose R_z(−rot) into the global orientation (SPIN's `rot_aa`).
 
+    One definition for the NumPy labels (``xp=numpy``: float64 inside, this module's
+    quaternions) and the JAX fit store (``xp=jax.numpy``: `smpl_jax.rotation`'s).
+
     Args:
-      pose: [72] SMPL axis-angle, global orientation first.
-      rotation_deg: SPIN's `rot`.
+      pose: [..., 72] SMPL axis-angle, global orientation first.
+      rotation_deg: [...] or a scalar, SPIN's `rot`.
 
     Returns:
-      [72] same dtype; the global orientation's angle is brought into [0, π].
+      [..., 72] same dtype; where rot ≠ 0 the global orientation's angle is brought into
+      [0, π]; rows with rot = 0 are returned unchanged.
     """
-    p = np.asarray(pose)
-    out = p.astype(np.float64)  # a copy
-    if rotation_deg == 0:
-        return out.astype(p.dtype)
-    half = -np.deg2rad(rotation_deg) / 2
-    qz = np.array([np.cos(half), 0.0, 0.0, np.sin(half)])
-    q = quaternion_multiply(qz, axis_angle_to_quaternion(out[:3]))
-    out[:3] = quaternion_to_axis_angle(q)
-    return out.astype(p.dtype)
+    if xp is np:
+        p = np.asarray(pose)
+        out = p.astype(np.float64)  # a copy
+        if np.all(np.asarray(rotation_deg) == 0):
+            return out.astype(p.dtype)
+        to_quaternion, to_axis_angle = axis_angle_to_quaternion, quaternion_to_axis_angle
+    else:
+        out = pose
+        to_quaternion = rotation.axis_angle_to_quaternion
+        to_axis_angle = rotation.quaternion_to_axis_angle
+    rot = xp.broadcast_to(xp.asarray(rotation_deg, out.dtype), out.shape[:-1])
+    half = -xp.deg2rad(rot) / 2
+    c, s = xp.cos(half), xp.sin(half)
+    w, x, y, z = xp.moveaxis(to_quaternion(out[..., :3]), -1, 0)
+    # (c, 0, 0, s) ⊗ (w, x, y, z): the z rotation composed on the left.
+    q = xp.stack([c * w - s * z, c * x - s * y, c * y + s * x, c * z + s * w], axis=-1)
+    turned = xp.where((rot == 0)[..., None], out[..., :3], to_axis_angle(q))
+    out = xp.concatenate([turned, out[..., 3:]], axis=-1)
+    return out.astype(p.dtype) if xp is np else out
 
 
-def flip_pose(pose: np.ndarray) -> np.ndarray:
-    """Mirror a SMPL pose in x (SPIN's `flip_pose`).
+def flip_pose(pose, xp=np):
+    """Mirror SMPL poses in x (SPIN's `flip_pose`); NumPy or JAX arrays (``xp``).
 
     Mirroring conjugates every rotation by M = diag(−1, 1, 1): M·R(r)·M = R((r_x, −r_y,
     −r_z)), and left and right joints trade places.
 
     Args:
-      pose: [72] axis-angle.
+      pose: [..., 72] axis-angle.
 
     Returns:
-      [72] same dtype.
+      [..., 72] same dtype.
     """
-    p = np.asarray(pose)
-    return (p.reshape(24, 3)[_SMPL_FLIP] * np.array([1, -1, -1], p.dtype)).reshape(p.shape)
+    pose = xp.asarray(pose)
+    joints = pose.reshape(*pose.shape[:-1], 24, 3)[..., _SMPL_FLIP, :]
+    return (joints * xp.asarray([1, -1, -1], pose.dtype)).reshape(pose.shape)
 
 
 def transform_pose(pose: np.ndarray, params: AugmentParams) -> np.ndarray:

@@ -1,45 +1,12 @@
 """Synthetic occluders for the occlusion experiments of the paper (§4), test time only.
 
-HKMR (after Sárándi et al. 2018) evaluates on Human3.6M with three synthetic occluders —
-an oriented bar, a circle and an axis-aligned rectangle — and sweeps a *degree of
-occlusion* (DoC) 1…5 in which the occluder is centred on one joint at a time. The paper
-fixes the sizes on the 224 × 224 input; everything else is left open and chosen here:
-
-| what | value |
-|---|---|
-| bar width, circle radius | 10 + 10·(DoC − 1) px: 10…50 (paper) |
-| rectangle area | 3,000 + 3,000·(DoC − 1) px²: 3,000…15,000 (paper) |
-| input size S ≠ 224 | lengths × S/224, areas × (S/224)² [1] |
-| bar length | 160 px (`BAR_LENGTH_PX`) [2] |
-| bar orientation | uniform angle in [0, π) |
-| rectangle aspect | width/height log-uniform in [1/2, 2]: as likely wide as tall |
-| colour | one solid colour per occluder, uniform random RGB [3] |
-| placement | centred on a uniformly drawn *visible* keypoint [4] |
-| fixed test sets | DoC 3 (`TEST_SET_DOC`), seed 2020 (`TEST_SET_SEED`) [5] |
-
-[1] The occluder covers the same part of the crop: an S = 112 circle at DoC 5 has
-    radius 25.
-[2] Still a bar at DoC 5 (length/width 3.2); limb-sized rather than crop-sized.
-[3] Black would look like the zero padding that rotation and scale augmentation put at
-    the crop's border, which a network learns to ignore; a solid fill adds no texture.
-[4] Visible: confidence > 0 and inside the crop; the crop centre when no keypoint is.
-    The occluder must hide part of the person, as in the paper's per-joint sweep.
-[5] The fixed "Bar / Circle / Rectangle" sets of Tables 1 and 4. DoC 3 is the middle
-    degree. Keys are folded from each example's `example_id`, so each set is the same
-    however it is batched, sharded or ordered; the centre and colour do not depend on
-    the shape, so the three sets hide the same joint and differ only in shape.
-
-Coordinates follow `hkmr_jax.render`: continuous pixel coordinates (x right, y down), pixel
-``[i, j]`` covers ``[j, j + 1) × [i, i + 1)`` and is inside an occluder when its centre
-``(j + 0.5, i + 0.5)`` is. Keypoints in the crop's [-1, 1] coordinates map to pixels as
-``px = (u + 1) · S / 2``.
-
-Every function is pure JAX (jit- and vmap-able) and deterministic given its key. The
-shape kind is static (it chooses the program); the DoC is a Python number, checked, and
-enters the compiled program as data, so a DoC sweep compiles once per shape.
+An oriented bar, a circle or an axis-aligned rectangle whose size follows the degree of
+occlusion (DoC 1…5), centred on a keypoint; pure JAX, deterministic given its key::
 
     centers = random_joint_centers(batch["keypoints"], k1, size=224)
     occluded = occlude(batch["image"], "bar", 3, centers, k2)
+
+Sizes, the choices the paper leaves open and the pixel convention: docs/occlusion.md.
 """
 
 from __future__ import annotations
@@ -50,6 +17,8 @@ import numbers
 
 import jax
 import jax.numpy as jnp
+
+from hkmr_jax import geometry
 
 #: The three occluder shapes of the paper.
 KINDS: tuple[str, ...] = ("bar", "circle", "rectangle")
@@ -235,11 +204,6 @@ def occlude(images, kind: str, doc, centers_px, key) -> jax.Array:
     return _occlude_jit(images, centers_px, keys, geometry, kind)
 
 
-def keypoints_to_pixels(keypoints_xy, size: int):
-    """[..., 2] crop coordinates in [-1, 1] → continuous pixel coordinates in [0, S]."""
-    return (jnp.asarray(keypoints_xy, jnp.float32) + 1.0) * (0.5 * size)
-
-
 def _check_keypoints(keypoints):
     keypoints = jnp.asarray(keypoints, jnp.float32)
     if keypoints.ndim != 3 or keypoints.shape[-1] != 3:
@@ -273,7 +237,8 @@ def _random_joint_centers(keypoints, keys, size):
     index = jax.vmap(jax.random.categorical)(keys, logits)
     chosen = jnp.take_along_axis(xy, index[:, None, None], axis=1)[:, 0]
     centre = jnp.zeros_like(chosen)
-    return keypoints_to_pixels(jnp.where(visible.any(-1, keepdims=True), chosen, centre), size)
+    xy = jnp.where(visible.any(-1, keepdims=True), chosen, centre)
+    return geometry.keypoints_to_pixels(xy, size)
 
 
 _random_joint_centers_jit = jax.jit(_random_joint_centers, static_argnames="size")
@@ -295,7 +260,7 @@ def joint_centers(keypoints, joint_index, size: int) -> jax.Array:
       [B, 2] (x, y) pixels.
     """
     keypoints = jnp.asarray(keypoints, jnp.float32)
-    return keypoints_to_pixels(jnp.take(keypoints[..., :2], joint_index, axis=1), size)
+    return geometry.keypoints_to_pixels(jnp.take(keypoints[..., :2], joint_index, axis=1), size)
 
 
 def _example_keys(example_ids, seed, stream):

@@ -1,31 +1,9 @@
 """The HKMR regressor (Georgakis et al., ECCV 2020, §3.2): six kinematic chains.
 
-Structure (paper §3.2, Fig. 3-4):
-
-* Chains (SMPL joints, `smpl_jax.skeleton.CHAINS`): root (pelvis, spine1-3) and five
-  children (head; left/right arm; left/right leg).
-* Per chain c, an embedding ψ = E_c(Φ, β, θ_c [, θ_root]) ∈ R^d, then an inner iteration:
-  a forward pass over the chain, Δθ_i = f_i([ψ, Δθ_{i-1}, …, Δθ_0]) (joint 0 sees
-  [ψ, 0]), θ += Δθ, ψ recomputed; a backward pass from the last joint with its own b_i,
-  θ += Δθ, ψ recomputed.
-* Outer iteration t: the root chain runs its inner iterations; the five child chains then
-  run theirs, each conditioned on the root's current θ_root^t; the shape net updates
-  β^t = β^{t-1} + g(Φ, Θ^t, β^{t-1}); the camera net predicts (s, ρ) = cam⁰ + h(Φ, Θ^t, β^t).
-
-Choices the paper leaves open (written here and in docs/hkmr.md):
-
-* E_c is one dense layer with ReLU on [Φ, β, θ_c (, θ_root)]; the shape and camera nets
-  are dense → ReLU → dense, predicting residuals (to β^{t-1}, and to the mean camera).
-  With d = 160 and ResNet-50, the model has the paper's 26.2M parameters.
-* f_i / b_i are single dense layers (as the paper says) initialised small, so that the
-  first estimates stay near the mean pose (as HMR's IEF does).
-* Implementation: `jax.lax.scan` over a chain's joints, over inner and over outer
-  iterations, so the program does not grow with any of them. A chain's residual history
-  is padded to the chain length, so every f_i has the same input width; the padding
-  rows multiply zeros, which is exact. The five child chains run side by side
-  (parameters stacked on a chain axis, chains padded to 5 joints and masked), not one
-  after another. Φ's share of each embedding is computed once per call, since ψ is
-  recomputed 2·inner+1 times per outer iteration but Φ never changes.
+Per outer iteration, the root chain (pelvis, spine) and then its five child chains (head,
+arms, legs, side by side) refine their joints' rotations by forward and backward passes
+of small per-joint layers; a shape net and a camera net follow. Every loop is a
+`jax.lax.scan`. The structure and the choices the paper leaves open: docs/hkmr.md.
 """
 
 from __future__ import annotations
@@ -36,6 +14,7 @@ import numpy as np
 from flax import nnx
 
 from hkmr_jax.models import params as params_lib
+from hkmr_jax.models.layers import small_init
 from smpl_jax import skeleton
 
 HISTORY_MODES = ("all", "previous")
@@ -47,11 +26,6 @@ def _choice(name, value, allowed):
     if value not in allowed:
         raise ValueError(f"unknown {name} {value!r}; choose one of {list(allowed)}.")
     return value
-
-
-def _small_init(scale=0.01):
-    # Residual outputs start near zero: the first estimate stays near the mean params.
-    return nnx.initializers.variance_scaling(scale, "fan_avg", "truncated_normal")
 
 
 class ChainGroup(nnx.Module):
@@ -80,10 +54,10 @@ class ChainGroup(nnx.Module):
         self.embed_bias = nnx.Param(jnp.zeros((c, d)))
         history_dim = k * p if history == "all" else p
         shape = (c, k, d + history_dim, p)
-        self.forward_kernel = nnx.Param(_small_init()(rngs.params(), shape))
+        self.forward_kernel = nnx.Param(small_init()(rngs.params(), shape))
         self.forward_bias = nnx.Param(jnp.zeros((c, k, p)))
         if self.passes == "forward_backward":
-            self.backward_kernel = nnx.Param(_small_init()(rngs.params(), shape))
+            self.backward_kernel = nnx.Param(small_init()(rngs.params(), shape))
             self.backward_bias = nnx.Param(jnp.zeros((c, k, p)))
 
     def project_features(self, features):
@@ -157,7 +131,7 @@ class ResidualHead(nnx.Module):
     def __init__(self, feature_dim, other_dim, hidden, out_dim, *, rngs: nnx.Rngs):
         self.features = nnx.Linear(feature_dim, hidden, rngs=rngs)
         self.other = nnx.Linear(other_dim, hidden, use_bias=False, rngs=rngs)
-        self.out = nnx.Linear(hidden, out_dim, kernel_init=_small_init(), rngs=rngs)
+        self.out = nnx.Linear(hidden, out_dim, kernel_init=small_init(), rngs=rngs)
 
     def __call__(self, feature_proj, other):
         return self.out(jax.nn.relu(feature_proj + self.other(other)))

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from hkmr_jax.models import params as params_lib
-from hkmr_jax.models.hkmr import _small_init
+from hkmr_jax.models.layers import small_init
 
 
 class HMR(nnx.Module):
@@ -48,7 +48,7 @@ class HMR(nnx.Module):
         self.features = nnx.Linear(feature_dim, hidden, rngs=rngs)
         self.state = nnx.Linear(state_dim, hidden, use_bias=False, rngs=rngs)
         self.hidden = nnx.Linear(hidden, hidden, rngs=rngs)
-        self.out = nnx.Linear(hidden, state_dim, kernel_init=_small_init(), rngs=rngs)
+        self.out = nnx.Linear(hidden, state_dim, kernel_init=small_init(), rngs=rngs)
         self.deterministic = False  # nnx's model.eval() / model.train() flip this
         self.rngs = rngs
 

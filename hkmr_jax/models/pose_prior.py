@@ -1,74 +1,11 @@
 """Pose priors for HKMR (paper §3.2 "Pose Prior", Table 2): a VAE and HMR's discriminator.
 
-Both priors see the 69-D SMPL *body* pose Θ (23 joints × axis-angle, radians; the global
-orientation is excluded), the order of smplx's ``body_pose``.
-
-``PoseVAE`` (the paper's prior, after Pavlakos et al. 2019, VPoser v1)
-  encoder  69 → 512 → 512 (LeakyReLU 0.2) → μ, log σ² ∈ R³²,
-  decoder  32 → 512 → 512 (LeakyReLU 0.2) → 23 × 6D → rotation matrices → axis-angle.
-
-  Decisions (differences from VPoser v1 are deliberate):
-
-  * The input is axis-angle, as in the paper ("encodes the 69-D Θ") and VPoser v1. The
-    output goes through Zhou et al.'s continuous 6D representation
-    (`smpl_jax.rotation.rotation_6d_to_matrix`), so every decoded joint is an exact
-    rotation; `decode` converts back with `smpl_jax.rotation.matrix_to_axis_angle`
-    (angles in [0, π]). The output layer's bias is the identity's 6D vector and its kernel
-    is small (HMR's output initialisation: uniform variance scaling, factor 0.01 on the
-    Glorot variance), so an untrained decoder returns nearly the rest pose, far from the
-    6D map's singularities (a1 = 0, a1 ∥ a2).
-  * The reconstruction term is Σ_joints ‖R̂ − R‖²_F on rotation matrices, which equals
-    Σ 4(1 − cos Δθ) for the geodesic angle Δθ between R̂ and R: smooth everywhere (the
-    geodesic angle itself, arccos, has an infinite derivative at Δθ = 0), and blind to the
-    2π ambiguity of axis-angle. The mean geodesic angle is reported as a metric.
-  * No batch normalisation (VPoser v1 normalises its input with BatchNorm1d): the encoder
-    is a pure function of its parameters, so the frozen encoder inside the regressor's
-    training step needs no batch statistics and gives per-sample results independent of
-    the batch. Dropout is optional (``dropout_rate``, default 0; VPoser uses 0.1) and its
-    masks come only from explicit keys.
-  * The encoder outputs log σ² (Kingma & Welling), squashed softly into
-    [−`LOGVAR_BOUND`, `LOGVAR_BOUND`] by ``b·tanh(x/b)`` (≈ identity for |x| ≲ b/2), so
-    that exp(log σ²) in the KL cannot overflow when the regressor feeds the frozen
-    encoder wild poses early in training. (VPoser v1 returns softplus(x) as σ instead.)
-  * Objective (`PoseVAE.elbo_loss`): mean over the batch of
-    Σ_joints ‖R̂ − R‖²_F + kl_weight · KL(q(z|Θ) ‖ N(0, I)), one sample of z per pose
-    (reparameterisation trick).
-
-  Use as HKMR's L_KL (Eq. 3): after training, the decoder is discarded and
-  ``prior.kl(pose)`` = KL(q(z|Θ̂ᵗ) ‖ N(0, I)) ``[B]`` is the per-sample loss, with the
-  prior **frozen**. Two things keep it frozen, and the training step should do both:
-
-  1. ``kl(..., frozen=True)`` (the default) evaluates the encoder on
-     ``jax.lax.stop_gradient`` of its parameters, so no gradient reaches them while the
-     gradient with respect to the pose flows normally.
-  2. The prior's parameters are kept out of the optimizer. With the prior as a separate
-     module, pass it to the step as data and differentiate only the regressor. If it is a
-     submodule of the model (say ``model.pose_prior``), exclude it from the ``wrt``
-     filter: ``wrt = nnx.All(nnx.Param, nnx.Not(nnx.PathContains("pose_prior")))`` for both
-     ``nnx.grad`` (``argnums=nnx.DiffState(0, wrt)``) and ``nnx.Optimizer(model, tx,
-     wrt=wrt)``. This matters even with (1): zero gradients still move parameters under
-     decoupled weight decay (``optax.adamw``).
-
-  Example (functional step)::
-
-      graphdef, state = nnx.split(prior)              # trained PoseVAE, loaded once
-      def loss_fn(params, prior_state, batch):
-          pose = regress(params, batch)               # [B, 69]
-          prior = nnx.merge(graphdef, prior_state)
-          return lambda_kl * prior.kl(pose).mean()
-
-``PoseDiscriminator`` (Table 2's "Discriminator" ablation; HMR, Kanazawa et al. 2018)
-  Input: body-pose rotation matrices ``[B, 23, 3, 3]`` (global orientation excluded) and
-  shape ``β [B, 10]``. A shared 1×1 "convolution" (dense 9 → 32 → 32, ReLU) embeds every
-  joint; 23 independent linear heads score the joints; the whole-pose head scores the
-  concatenated 23 × 32 features (→ 1024 → 1024 → 1, ReLU); the shape head scores β
-  (10 → 10 → 5 → 1, ReLU). Output ``[B, 25]`` in HMR's order: 23 joints, whole pose,
-  shape. The outputs are unbounded scores for the least-squares GAN objective (Mao et al.
-  2017), not logits of a sigmoid. HMR's defaults: both adversarial losses weighted by
-  ``d_loss_weight`` = 1 (against 60 on the 2D keypoint loss), L2 weight decay 1e-4 on the
-  discriminator, learning rate 1e-3; those belong to the config.
-
-``load_amass_poses`` reads AMASS ``*.npz`` files into ``[N, 69]`` training poses.
+Both see the 69-D SMPL body pose (23 joints × axis-angle, global orientation excluded).
+`PoseVAE` (after VPoser v1) gives ``kl(pose)`` [B], HKMR's L_KL, with the prior frozen;
+`PoseDiscriminator` scores [B, 23, 3, 3] rotations and β as HMR does ([B, 25]; its
+least-squares losses are in `hkmr_jax.losses`). `load_amass_poses` reads AMASS ``*.npz``
+into [N, 69] training poses. Architecture, decisions and how to keep the prior frozen:
+docs/pose_prior.md.
 """
 
 from __future__ import annotations
@@ -89,8 +26,6 @@ __all__ = [
     "POSE_DIM",
     "PoseDiscriminator",
     "PoseVAE",
-    "discriminator_loss",
-    "generator_loss",
     "geodesic_angle",
     "kl_divergence",
     "load_amass_poses",
@@ -391,37 +326,6 @@ class PoseDiscriminator(nnx.Module):
         s = nnx.relu(self.shape_fc2(s))
         shape_score = self.shape_out(s)
         return jnp.concatenate([joint_scores, pose_score, shape_score], axis=-1)
-
-
-def discriminator_loss(real_logits, fake_logits):
-    """HMR's least-squares discriminator loss (Mao et al. 2017).
-
-    L_D = mean_B Σ_k (D_k(real) − 1)² + mean_B Σ_k D_k(fake)², summed over the 25 outputs
-    k and averaged over each batch separately (the two batches may differ in size).
-
-    Args:
-      real_logits: [B_real, K] discriminator outputs for real (mocap) samples.
-      fake_logits: [B_fake, K] outputs for predicted samples (stop their gradient into
-        the regressor when training the discriminator).
-
-    Returns:
-      [] scalar loss, unweighted (HMR multiplies it by ``d_loss_weight``, 1 by default).
-    """
-    real = jnp.mean(jnp.sum((real_logits - 1.0) ** 2, axis=-1))
-    fake = jnp.mean(jnp.sum(fake_logits**2, axis=-1))
-    return real + fake
-
-
-def generator_loss(fake_logits):
-    """HMR's least-squares adversarial loss for the regressor: mean_B Σ_k (D_k(fake) − 1)².
-
-    Args:
-      fake_logits: [B, K] discriminator outputs for the regressor's predictions.
-
-    Returns:
-      [] scalar loss, unweighted (HMR multiplies it by ``d_loss_weight``, 1 by default).
-    """
-    return jnp.mean(jnp.sum((fake_logits - 1.0) ** 2, axis=-1))
 
 
 # Widths of AMASS `poses` rows whose first 66 values are SMPL joints 0-21.

@@ -258,3 +258,12 @@ def test_mean_params_start_from_the_synthetic_laws_mean_pose():
         assert np.abs(expected).max() > 0.1  # not the rest pose (the elbows bend)
     with pytest.raises(ValueError, match="'rest' or 'synthetic'"):
         mesh_regressor.mean_params_from_config({"body_pose": "t-pose"})
+    # The model takes the mean body pose as an array: no data code involved.
+    given = np.linspace(-0.5, 0.5, 69, dtype=np.float32).reshape(23, 3)
+    for name in ("rest", "synthetic"):
+        mean = mesh_regressor.mean_params_from_config({"body_pose": name}, body_pose=given)
+        np.testing.assert_array_equal(mean.pose[1:], given)
+        np.testing.assert_array_equal(mean.pose[0], 0.0)
+    model = models.create({"name": "hmr", "encoder": {"name": "small_cnn"}}, nnx.Rngs(0),
+                          body_pose=given.ravel())  # fmt: skip
+    np.testing.assert_array_equal(np.asarray(model.regressor.init_state[...][3:72]), given.ravel())

@@ -1,4 +1,4 @@
-"""Tests for hkmr_jax.fit_store (SPIN's FitsDict as arrays).
+"""Tests for hkmr_jax.fitting.fit_store (SPIN's FitsDict as arrays).
 
 Expected values are written out by hand from the update rule: a new fit replaces the
 stored one only when its error is lower; among duplicates the lowest error wins, ties to
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from hkmr_jax import checkpoint as checkpoint_lib
-from hkmr_jax import fit_store
+from hkmr_jax.fitting import fit_store
 
 
 def _rows(values, width):
@@ -140,7 +140,7 @@ def test_update_with_axis_name_matches_flat_update(store):
 _SHARD_MAP_SCRIPT = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
     from jax.sharding import NamedSharding, PartitionSpec as P
-    from hkmr_jax import fit_store
+    from hkmr_jax.fitting import fit_store
     assert jax.device_count() == 2
     mesh = jax.make_mesh((2,), ("data",))
     store = jax.device_put(fit_store.create({"coco": 4, "mpii": 3}), NamedSharding(mesh, P()))

@@ -1,45 +1,13 @@
 """SPIN's SMPLify in JAX: fit SMPL pose, shape and camera translation to 2D keypoints.
 
-A batched, `jit`-compiled port of SPIN's in-the-loop optimiser (Kolotouros et al. 2019,
-``smplify/smplify.py``, ``losses.py``; the GMM prior of SMPLify-X's ``prior.py``). The
-choices are written down in ``docs/smplify.md``; in short::
+A batched, `jit`-compiled port of SPIN's in-the-loop optimiser (Kolotouros et al. 2019)::
 
     fitter = SMPLify.create(body, h36m_regressor, vae=prior)   # once, outside jit
     result = fitter(keypoints, init_pose, init_betas, init_cam_t)   # jitted, batched
     result = fitter.fit_from_regressor(out.final, keypoints)   # from HKMR/HMR's output
 
-* Camera: a perspective camera with focal length ``f`` = 5000 px on a virtual
-  ``img_res`` = 224 px crop, principal point at the crop centre, identity rotation,
-  translation ``t`` (metres): ``u = f·(X + t)_xy / (Z + t_z) + img_res/2``.
-  `weak_perspective_to_translation` turns the regressors' weak-perspective camera
-  ``x = s·X_xy + (tx, ty)`` (normalised [-1, 1] crop coordinates; the project's
-  convention, `geometry.weak_perspective`) into the ``t`` that projects alike.
-* Keypoints: ``[B, 24, 3]`` in SPIN's J24 order (`smpl_jax.skeleton.J24_NAMES`) with
-  x, y in the crop's **normalised [-1, 1]** coordinates (the data contract's
-  ``keypoints``, fed as they come) and a confidence. Internally they are pixels of the
-  virtual ``img_res`` crop (`keypoints_to_pixels`), the units of SPIN's σ = 100 and its
-  fit threshold of 100, whatever the size of the actual image.
-* Model joints: the J24 joints of the mesh through the 17-joint Human3.6M regressor
-  (`geometry.j24_joints`): 17 of the 24 slots; keypoints in the other 7 slots (head top,
-  thorax, nose, eyes, ears) have no model joint and are ignored.
-* Step 1 (camera; SPIN's ``camera_fitting_loss``): Adam on the global orientation and
-  the camera translation; squared reprojection error of the hips and shoulders,
-  confidence-weighted, plus ``depth_loss_weight² · (t_z − t_z⁰)²``.
-* Step 2 (body; ``body_fitting_loss``): Adam on the body pose, betas and global
-  orientation, the camera fixed; ``Σ_j c_j² Σ_xy ρ_σ(û − u)`` (Geman–McClure ρ, hips
-  ignored as in SPIN) + pose prior + ``angle_prior_weight² ·`` elbow/knee prior +
-  ``shape_prior_weight² · ‖β‖²``. The pose prior is the project's frozen `PoseVAE`
-  (``vae_prior_weight² · KL(q(z|θ) ‖ N(0, I))``, the same term as HKMR's L_KL), SMPLify's
-  GMM (``pose_prior_weight² ·`` its max-mixture negative log-likelihood, from
-  ``gmm_08.pkl``, `load_gmm_prior`), or none.
-* Each step is a `jax.lax.scan` of ``num_iters`` optax Adam updates (SPIN: 100, lr 1e-2).
-  The loss is a sum over the batch, so with Adam (elementwise) every example is fitted
-  exactly as it would be alone.
-* Per-example error (SPIN's ``get_fitting_loss(...).mean(-1)``): the step-2
-  reprojection term per J24 slot, averaged over the 24 slots, in pixels² (robustified).
-  SPIN averages over its 49 joints, of which 25 are OpenPose duplicates of the same
-  points; ours over 24, so the two scales roughly agree and SPIN's threshold of 100
-  keeps its meaning (`fit_store.select_targets`).
+Keypoints: [B, 24, 3] J24, x, y in [-1, 1], confidence. Two Adam stages (camera, then
+body) in `lax.scan`; camera, units, priors and the error are in docs/smplify.md.
 """
 
 from __future__ import annotations
@@ -52,31 +20,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import nnx
 
 import smpl_jax
 from hkmr_jax import geometry
-from smpl_jax import rotation, safe_pickle, skeleton
+from hkmr_jax.fitting import gmm as gmm_lib
+from hkmr_jax.models.pose_prior import PoseVAE
+from smpl_jax import rotation, skeleton
 
 __all__ = [
     "ANGLE_PRIOR_INDICES",
     "ANGLE_PRIOR_SIGNS",
     "CAMERA_JOINTS",
     "IGNORED_JOINTS",
-    "GMMPrior",
     "SMPLify",
     "SMPLifyConfig",
     "SMPLifyResult",
     "angle_prior",
     "body_fitting_loss",
-    "estimate_translation",
-    "gmm_from_arrays",
     "gmof",
-    "keypoints_to_normalised",
-    "keypoints_to_pixels",
-    "load_gmm_prior",
-    "perspective_projection",
-    "translation_to_weak_perspective",
-    "weak_perspective_to_translation",
 ]
 
 _J24 = {name: i for i, name in enumerate(skeleton.J24_NAMES)}
@@ -145,115 +107,6 @@ class SMPLifyConfig:
 
 
 # --------------------------------------------------------------------------------------
-# Cameras and keypoints
-
-
-def keypoints_to_pixels(keypoints, img_res: float = 224):
-    """Normalised [-1, 1] crop coordinates → pixels of an ``img_res`` crop (SPIN's
-    ``0.5·img_res·(x + 1)``). Any columns after x, y (a confidence) pass through.
-
-    Args:
-      keypoints: [..., K, D], D ≥ 2.
-
-    Returns:
-      [..., K, D].
-    """
-    keypoints = jnp.asarray(keypoints)
-    xy = 0.5 * img_res * (keypoints[..., :2] + 1.0)
-    return jnp.concatenate([xy, keypoints[..., 2:]], axis=-1)
-
-
-def keypoints_to_normalised(keypoints, img_res: float = 224):
-    """Pixels of an ``img_res`` crop → normalised [-1, 1] (inverse of `keypoints_to_pixels`)."""
-    keypoints = jnp.asarray(keypoints)
-    xy = keypoints[..., :2] / (0.5 * img_res) - 1.0
-    return jnp.concatenate([xy, keypoints[..., 2:]], axis=-1)
-
-
-def weak_perspective_to_translation(camera, focal_length: float = 5000.0, img_res: float = 224):
-    """The camera translation that projects like the weak-perspective camera ``camera``.
-
-    The project's weak perspective is ``x = s·X_xy + (tx, ty)`` in [-1, 1] crop units
-    (`geometry.weak_perspective`, `RegressorOutput.camera`). The perspective camera of
-    this module gives ``x = (2f/img_res)·(X + t)_xy / (Z + t_z)``; with
-    ``t_z = 2f/(img_res·s)`` and ``t_xy = (tx, ty)/s`` it agrees to first order in Z/t_z.
-    SPIN's formula ``[tx, ty, 2f/(img_res·s + 1e-9)]`` is the same for HMR's camera
-    ``s·(X + t)``, whose offsets are inside the scale.
-
-    Args:
-      camera: [..., 3] (s, tx, ty).
-
-    Returns:
-      [..., 3] translation in metres.
-    """
-    camera = jnp.asarray(camera)
-    s = camera[..., :1]
-    tz = 2.0 * focal_length / (img_res * s + 1e-9)
-    return jnp.concatenate([camera[..., 1:] / (s + 1e-9), tz], axis=-1)
-
-
-def translation_to_weak_perspective(cam_t, focal_length: float = 5000.0, img_res: float = 224):
-    """Inverse of `weak_perspective_to_translation`: [..., 3] t → [..., 3] (s, tx, ty)."""
-    cam_t = jnp.asarray(cam_t)
-    s = 2.0 * focal_length / (img_res * cam_t[..., 2:] + 1e-9)
-    return jnp.concatenate([s, s * cam_t[..., :2]], axis=-1)
-
-
-def perspective_projection(points, cam_t, focal_length: float = 5000.0, img_res: float = 224):
-    """SPIN's ``perspective_projection`` with identity rotation, centre at the crop's centre.
-
-    Args:
-      points: [B, J, 3] metres.
-      cam_t: [B, 3] metres.
-
-    Returns:
-      [B, J, 2] pixels of the ``img_res`` crop.
-    """
-    p = points + cam_t[:, None, :]
-    return focal_length * p[..., :2] / p[..., 2:] + 0.5 * img_res
-
-
-def estimate_translation(
-    joints, keypoints, focal_length: float = 5000.0, img_res: float = 224, weights=None
-):
-    """Camera translation that best projects ``joints`` onto ``keypoints`` (SPIN's
-    ``estimate_translation``): the confidence-weighted linear least squares of
-    ``f·(X + t_x) − (u − c)(Z + t_z) = 0`` (and likewise for y), solved per example.
-
-    Args:
-      joints: [B, J, 3] model joints, metres.
-      keypoints: [B, J, 3] normalised [-1, 1] x, y and a confidence (SPIN weights the
-        equations by √confidence).
-      weights: optional [J] multipliers of the confidence (e.g. the model joints' mask).
-
-    Returns:
-      [B, 3]. Examples with fewer than two usable keypoints get a finite but meaningless
-      translation (a tiny ridge keeps the 3×3 system solvable).
-    """
-    kp = keypoints_to_pixels(keypoints, img_res)
-    conf = kp[..., 2] if weights is None else kp[..., 2] * jnp.asarray(weights)
-    w = jnp.sqrt(jnp.maximum(conf, 0.0))  # [B, J]
-    c = 0.5 * img_res
-    du, dv = kp[..., 0] - c, kp[..., 1] - c
-    zeros, f = jnp.zeros_like(du), jnp.full_like(du, focal_length)
-    # Rows per joint: [f, 0, −du]·t = du·Z − f·X and [0, f, −dv]·t = dv·Z − f·Y.
-    q = jnp.concatenate(
-        [jnp.stack([f, zeros, -du], -1), jnp.stack([zeros, f, -dv], -1)], axis=1
-    )  # [B, 2J, 3]
-    rhs = jnp.concatenate(
-        [du * joints[..., 2] - f * joints[..., 0], dv * joints[..., 2] - f * joints[..., 1]],
-        axis=1,
-    )
-    ww = jnp.concatenate([w, w], axis=1)
-    q, rhs = q * ww[..., None], rhs * ww
-    hi = jax.lax.Precision.HIGHEST
-    a = jnp.einsum("bki,bkj->bij", q, q, precision=hi)
-    b = jnp.einsum("bki,bk->bi", q, rhs, precision=hi)
-    ridge = 1e-9 * focal_length**2 * jnp.eye(3, dtype=a.dtype)
-    return jnp.linalg.solve(a + ridge, b[..., None])[..., 0]
-
-
-# --------------------------------------------------------------------------------------
 # Robust error and priors
 
 
@@ -276,134 +129,6 @@ def angle_prior(body_pose):
     idx = np.asarray(ANGLE_PRIOR_INDICES)
     signs = jnp.asarray(ANGLE_PRIOR_SIGNS, body_pose.dtype)
     return jnp.exp(body_pose[:, idx] * signs) ** 2
-
-
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
-class GMMPrior:
-    """SMPLify's mixture-of-Gaussians pose prior, max-mixture approximation (SMPLify-X's
-    ``MaxMixturePrior.merged_log_likelihood``, which SPIN uses).
-
-    nll(θ) = min_m [½ (θ − μ_m)ᵀ Σ_m⁻¹ (θ − μ_m) − log w̃_m],
-    w̃_m = w_m / ((2π)^(D/2) · √det Σ_m / min_m' √det Σ_m').
-
-    Attributes:
-      means: [M, D] (D = 69: SMPL joints 1…23, axis-angle).
-      precisions: [M, D, D] inverse covariances.
-      offsets: [M] −log w̃_m.
-    """
-
-    means: jax.Array
-    precisions: jax.Array
-    offsets: jax.Array
-
-    def __call__(self, body_pose):
-        """[B, D] body poses → [B] negative log-likelihoods (max-mixture)."""
-        diff = body_pose[:, None, :] - self.means  # [B, M, D]
-        prec_diff = jnp.einsum(
-            "mij,bmj->bmi", self.precisions, diff, precision=jax.lax.Precision.HIGHEST
-        )
-        quad = jnp.sum(prec_diff * diff, axis=-1)
-        return jnp.min(0.5 * quad + self.offsets, axis=-1)
-
-
-def gmm_from_arrays(means, covars, weights, *, dtype=jnp.float32, source: str = "<arrays>"):
-    """Validate a GMM's arrays and precompute its precisions and offsets (in float64).
-
-    Args:
-      means: [M, D]; covars: [M, D, D] symmetric positive definite; weights: [M] > 0.
-      source: where the arrays came from, for error messages.
-
-    Returns:
-      `GMMPrior`.
-    """
-    try:
-        means, covars, weights = (np.asarray(a, np.float64) for a in (means, covars, weights))
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{source}: GMM arrays are not numeric ({e}).") from e
-    if means.ndim != 2:
-        raise ValueError(f"{source}: 'means' has shape {means.shape}, expected (M, D).")
-    m, d = means.shape
-    if not (1 <= m <= 256 and 1 <= d <= 1024):
-        raise ValueError(f"{source}: a GMM of {m} components of {d} dimensions; SMPLify's has "
-                         "8 of 69 (at most 256 of 1024 are accepted).")  # fmt: skip
-    if covars.shape != (m, d, d):
-        raise ValueError(f"{source}: 'covars' has shape {covars.shape}, expected {(m, d, d)}.")
-    weights = weights.reshape(-1)
-    if weights.shape != (m,):
-        raise ValueError(f"{source}: 'weights' has {weights.size} entries, expected {m}.")
-    for name, a in (("means", means), ("covars", covars), ("weights", weights)):
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"{source}: '{name}' contains NaN or infinite values.")
-    if not np.all(weights > 0):
-        raise ValueError(f"{source}: 'weights' must be positive, got {weights}.")
-    sign, logdet = np.linalg.slogdet(covars)
-    if not np.all(sign > 0):
-        raise ValueError(f"{source}: a covariance is not positive definite.")
-    try:
-        np.linalg.cholesky(covars)
-    except np.linalg.LinAlgError as e:
-        raise ValueError(f"{source}: a covariance is not positive definite ({e}).") from e
-    precisions = np.linalg.inv(covars)
-    half_logdet = 0.5 * logdet
-    offsets = -np.log(weights) + 0.5 * d * np.log(2 * np.pi) + (half_logdet - half_logdet.min())
-    return GMMPrior(*(jnp.asarray(a, dtype) for a in (means, precisions, offsets)))
-
-
-def _read_gmm_pickle(path: str) -> dict:
-    """The dict of a GMM pickle, read as data (`smpl_jax.safe_pickle`; numpy only)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    admitted = {**safe_pickle.NUMPY, **safe_pickle.BUILTINS}
-    try:
-        raw = safe_pickle.load(data, admitted, source=path)
-    except safe_pickle.UnsafePickleError as e:
-        raise safe_pickle.UnsafePickleError(
-            f"{e} A GMM prior file holds only numpy arrays; this file is not one (or was "
-            "tampered with)."
-        ) from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a dict of numpy arrays, found {type(raw).__name__}.")
-    arrays = {}
-    for key in ("means", "covars", "weights"):
-        if key in raw:
-            if not safe_pickle.is_array(raw[key]):
-                raise ValueError(f"{path}: '{key}' is not a numpy array.")
-            arrays[key] = safe_pickle.to_array(raw[key], path)
-    return arrays
-
-
-def load_gmm_prior(path, dtype=jnp.float32) -> GMMPrior:
-    """Read SMPLify's ``gmm_08.pkl`` (a Python 2 pickle of a dict of numpy arrays 'means'
-    [8, 69], 'covars' [8, 69, 69], 'weights' [8]) without running any pickled code.
-
-    Raises:
-      FileNotFoundError: no such file (with where to get it).
-      pickle.UnpicklingError: the file names a global other than numpy's array
-        reconstructors (refused before anything runs).
-      ValueError: truncated/corrupt file, missing keys, wrong shapes, bad values.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"GMM pose prior not found: {path!r}. SMPLify's gmm_08.pkl comes with SPIN's "
-            "data (data/gmm_08.pkl after its fetch_data.sh) or SMPLify's code release "
-            "(http://smplify.is.tue.mpg.de); or use pose_prior='vae' / 'none'."
-        )
-    try:
-        raw = _read_gmm_pickle(path)
-    except safe_pickle.UnsafePickleError:
-        raise
-    except (ValueError, OSError) as e:
-        detail = str(e).replace(f"{path}: ", "")
-        raise ValueError(
-            f"{path}: cannot read this GMM prior file ({detail}); it may be truncated or "
-            "corrupt: download it again."
-        ) from None
-    missing = [k for k in ("means", "covars", "weights") if k not in raw]
-    if missing:
-        raise ValueError(f"{path}: missing key(s) {missing}; found {sorted(map(str, raw))}.")
-    return gmm_from_arrays(raw["means"], raw["covars"], raw["weights"], dtype=dtype, source=path)
 
 
 # --------------------------------------------------------------------------------------
@@ -502,7 +227,7 @@ class SMPLify:
     regressor_rowsum: jax.Array
     joint_mask: jax.Array
     vae_state: Any
-    gmm: GMMPrior | None
+    gmm: gmm_lib.GMMPrior | None
     config: SMPLifyConfig = dataclasses.field(metadata=dict(static=True))
     vae_graphdef: Any = dataclasses.field(metadata=dict(static=True))
     root_shortcut: bool = dataclasses.field(metadata=dict(static=True))
@@ -515,7 +240,7 @@ class SMPLify:
         config: SMPLifyConfig | None = None,
         *,
         vae=None,
-        gmm: GMMPrior | str | os.PathLike | None = None,
+        gmm: gmm_lib.GMMPrior | str | os.PathLike | None = None,
     ) -> SMPLify:
         """Prepare a fitter (call outside jit: it inspects the arrays once).
 
@@ -527,10 +252,6 @@ class SMPLify:
             `train_lib.load_pose_prior` returns it. Needed for pose_prior='vae'.
           gmm: a `GMMPrior` or the path of ``gmm_08.pkl``. Needed for pose_prior='gmm'.
         """
-        from flax import nnx
-
-        from hkmr_jax.models.pose_prior import PoseVAE
-
         config = SMPLifyConfig() if config is None else config
         regressor = jnp.asarray(h36m_regressor, body.dtype)
         if regressor.ndim != 2 or regressor.shape != (17, body.num_vertices):
@@ -561,8 +282,8 @@ class SMPLify:
                     "SMPLifyConfig.pose_prior='gmm' needs gmm=GMMPrior or the path of "
                     "SMPLify's gmm_08.pkl (see load_gmm_prior)."
                 )
-            if not isinstance(gmm, GMMPrior):
-                gmm = load_gmm_prior(gmm, dtype=body.dtype)
+            if not isinstance(gmm, gmm_lib.GMMPrior):
+                gmm = gmm_lib.load_gmm_prior(gmm, dtype=body.dtype)
             if gmm.means.shape[-1] != 69:
                 raise ValueError(
                     f"the GMM prior has dimension {gmm.means.shape[-1]}; SMPLify's is over "
@@ -607,7 +328,7 @@ class SMPLify:
         """Fit starting from a regressor's estimate (e.g. ``RegressorOutput.final``):
         pose [B, 24, 3], betas [B, NB], weak-perspective camera [B, 3]."""
         cfg = self.config
-        cam_t = weak_perspective_to_translation(out.camera, cfg.focal_length, cfg.img_res)
+        cam_t = geometry.weak_perspective_to_translation(out.camera, cfg.focal_length, cfg.img_res)
         return self(keypoints, jnp.asarray(out.pose).reshape(-1, 72), out.betas, cam_t)
 
     def fitting_error(self, pose, betas, cam_t, keypoints):
@@ -698,8 +419,6 @@ def _pose_prior(fitter: SMPLify, body_pose):
     if cfg.pose_prior == "gmm":
         return cfg.pose_prior_weight**2 * fitter.gmm(body_pose)
     if cfg.pose_prior == "vae":
-        from flax import nnx
-
         vae = nnx.merge(fitter.vae_graphdef, fitter.vae_state)
         return cfg.vae_prior_weight**2 * vae.kl(body_pose, frozen=True)
     return jnp.zeros(body_pose.shape[:1], body_pose.dtype)
@@ -708,7 +427,7 @@ def _pose_prior(fitter: SMPLify, body_pose):
 def _reprojection_terms(fitter: SMPLify, joints, cam_t, kp_px, conf):
     """[B, 24] c² · Σ_xy ρ_σ(projected − keypoint)."""
     cfg = fitter.config
-    projected = perspective_projection(joints, cam_t, cfg.focal_length, cfg.img_res)
+    projected = geometry.perspective_projection(joints, cam_t, cfg.focal_length, cfg.img_res)
     return conf**2 * jnp.sum(gmof(projected - kp_px, cfg.sigma), axis=-1)
 
 
@@ -749,7 +468,7 @@ def body_fitting_loss(fitter: SMPLify, pose, betas, cam_t, keypoints):
       [B] (SPIN sums it over the batch).
     """
     keypoints, pose, betas, cam_t = fitter._check(keypoints, pose, betas, cam_t)
-    kp_px = keypoints_to_pixels(keypoints[..., :2], fitter.config.img_res)
+    kp_px = geometry.keypoints_to_pixels(keypoints[..., :2], fitter.config.img_res)
     _, body_conf = _fit_weights(fitter, keypoints)
     return _body_loss(fitter, pose[:, 3:], betas, pose[:, :3], cam_t, kp_px, body_conf)
 
@@ -763,7 +482,7 @@ def _fit_weights(fitter: SMPLify, keypoints):
 @jax.jit
 def _fit(fitter: SMPLify, keypoints, pose, betas, cam_t) -> SMPLifyResult:
     cfg = fitter.config
-    kp_px = keypoints_to_pixels(keypoints[..., :2], cfg.img_res)
+    kp_px = geometry.keypoints_to_pixels(keypoints[..., :2], cfg.img_res)
     conf, body_conf = _fit_weights(fitter, keypoints)
     body_pose, global_orient = pose[:, 3:], pose[:, :3]
 
@@ -774,7 +493,9 @@ def _fit(fitter: SMPLify, keypoints, pose, betas, cam_t) -> SMPLifyResult:
 
     def camera_loss(p):
         joints = joints_of(p["global_orient"])[:, cam_idx]
-        projected = perspective_projection(joints, p["cam_t"], cfg.focal_length, cfg.img_res)
+        projected = geometry.perspective_projection(
+            joints, p["cam_t"], cfg.focal_length, cfg.img_res
+        )
         sq = jnp.sum((projected - kp_px[:, cam_idx]) ** 2, axis=-1)
         depth = cfg.depth_loss_weight**2 * (p["cam_t"][:, 2] - tz_init) ** 2
         return jnp.sum(conf[:, cam_idx] * sq, axis=-1) + depth
@@ -814,7 +535,7 @@ def _errors(fitter: SMPLify, keypoints, pose, betas, cam_t):
 def _refit_error(fitter: SMPLify, keypoints, pose, betas):
     cfg = fitter.config
     joints = _j24(fitter, betas, pose[:, 3:], pose[:, :3])
-    cam_t = estimate_translation(
+    cam_t = geometry.estimate_translation(
         joints, keypoints, cfg.focal_length, cfg.img_res, weights=fitter.joint_mask
     )
     finite = jnp.all(jnp.isfinite(pose), -1) & jnp.all(jnp.isfinite(betas), -1)
@@ -824,13 +545,13 @@ def _refit_error(fitter: SMPLify, keypoints, pose, betas):
 def _errors_of_joints(fitter: SMPLify, keypoints, joints, cam_t, finite):
     """(error [B], joint_errors [B, 24], pixel_error [B]) of J24 joints under cam_t."""
     cfg = fitter.config
-    kp_px = keypoints_to_pixels(keypoints[..., :2], cfg.img_res)
+    kp_px = geometry.keypoints_to_pixels(keypoints[..., :2], cfg.img_res)
     conf, body_conf = _fit_weights(fitter, keypoints)
     joint_errors = _reprojection_terms(fitter, joints, cam_t, kp_px, body_conf)
     error = jnp.mean(joint_errors, axis=-1)
     finite = finite & jnp.all(jnp.isfinite(cam_t), -1) & jnp.isfinite(error)
     error = jnp.where(finite, error, jnp.inf)
-    projected = perspective_projection(joints, cam_t, cfg.focal_length, cfg.img_res)
+    projected = geometry.perspective_projection(joints, cam_t, cfg.focal_length, cfg.img_res)
     seen = (conf > 0).astype(joints.dtype)
     dist = jnp.where(seen > 0, jnp.linalg.norm(projected - kp_px, axis=-1), 0.0)
     count = jnp.sum(seen, -1)

@@ -1,38 +1,10 @@
 """The per-example best-fit store of SPIN's training loop (SPIN's ``FitsDict``), as arrays.
 
-SPIN keeps, for every training example, the best SMPLify fit found so far and supervises
-the regressor with it where it reprojects well enough. Here the store is a pytree of
-fixed-size arrays, one block per dataset, addressed by (dataset id, example id) — the
-data contract's ``dataset_id`` (the dataset's position in the pipeline's list) and
-``example_id``::
-
-    store = fit_store.create({"coco": 28344, "mpii": 14810})      # ids 0, 1
-    ids, idx = batch["dataset_id"], batch["example_id"]
-    store = fit_store.update(store, ids, idx, result.pose, result.betas,
-                             result.reprojection_error)
-    best_pose, best_betas, best_error, _ = fit_store.lookup(store, ids, idx)
-    target_pose, target_betas, valid = fit_store.select_targets(
-        best_pose, best_betas, best_error, batch["pose"], batch["betas"], batch["has_smpl"])
-
-Everything is a pure function of arrays: it jits, and under ``jax.shard_map`` every device
-holds the whole (replicated) store and applies the same update — pass
-``axis_name='data'`` to `update` and it gathers the other devices' fits first, so the
-replicas stay identical (the result is replicated by type: ``out_specs=P()`` works).
-Duplicate (dataset, example) pairs in one update resolve deterministically: the lowest
-new error wins, ties go to the earliest position. Ids outside a dataset's range (or of a
-dataset not in the store) are ignored by `update` and read as "no fit" by `lookup`.
-Under `jit`, donate the store (it is large: SPIN's datasets hold ~500k examples × 82
-floats) so that the update happens in place.
-
-Checkpointing: `to_arrays` gives a nested dict of arrays for orbax (or anything else);
-`from_arrays` rebuilds the store.
-
-Frames: stored poses are in the example's original (un-augmented) frame, as in SPIN.
-`to_batch_frame` moves looked-up poses into a batch's augmentation (SPIN's
-``FitsDict.__getitem__``: rotate, then flip) and `to_original_frame` moves a batch's
-fits back before `update` (``FitsDict.__setitem__``: un-flip, then rotate by −rot); they
-are exact inverses and agree with the NumPy label transform of
-`hkmr_jax.data.augment` (`augment.transform_pose`). Betas need no transform.
+A pytree of fixed-size arrays, one block per dataset, addressed by the data contract's
+(``dataset_id``, ``example_id``): `create`, `lookup`, `update` (SPIN's keep-the-better
+rule; ``axis_name=`` under ``shard_map``), `select_targets`, `to_arrays`/`from_arrays`
+for checkpoints. Stored poses are in the original frame: `to_batch_frame` and
+`to_original_frame` apply `data.augment`'s pose transforms. Details: docs/smplify.md.
 """
 
 from __future__ import annotations
@@ -46,7 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from smpl_jax import array_files, rotation, skeleton
+from hkmr_jax.data import augment
+from smpl_jax import array_files
 
 __all__ = [
     "SMPLIFY_THRESHOLD",
@@ -311,9 +284,6 @@ def select_targets(
     return pose, betas, valid
 
 
-_SMPL_FLIP = np.asarray(skeleton.FLIP_PERMUTATION)
-
-
 def _check_pose(pose):
     pose = jnp.asarray(pose)
     if pose.ndim < 1 or pose.shape[-1] != 72:
@@ -321,26 +291,10 @@ def _check_pose(pose):
     return pose
 
 
-def _rotate(pose, rotation_deg):
-    """Global orientation ← R_z(−rot) · R_global (SPIN's `rot_aa` / `rotate_pose`), via
-    unit quaternions; rows with rot = 0 are returned unchanged (as `augment.rotate_pose`)."""
-    rot = jnp.broadcast_to(jnp.asarray(rotation_deg, pose.dtype), pose.shape[:-1])
-    half = -jnp.deg2rad(rot) / 2
-    c, s = jnp.cos(half), jnp.sin(half)
-    w, x, y, z = jnp.moveaxis(rotation.axis_angle_to_quaternion(pose[..., :3]), -1, 0)
-    # (c, 0, 0, s) ⊗ (w, x, y, z): the z rotation composed on the left.
-    q = jnp.stack([c * w - s * z, c * x - s * y, c * y + s * x, c * z + s * w], axis=-1)
-    turned = jnp.where((rot == 0)[..., None], pose[..., :3], rotation.quaternion_to_axis_angle(q))
-    return jnp.concatenate([turned, pose[..., 3:]], axis=-1)
-
-
 def _flip(pose, flip):
-    """Where `flip`: SPIN's `flip_pose` (left/right joints swapped, axis-angle y and z
-    negated: the rotations mirrored in x). An involution."""
+    """`augment.flip_pose` where `flip` (an involution)."""
     flip = jnp.broadcast_to(jnp.asarray(flip) > 0, pose.shape[:-1])
-    joints = pose.reshape(*pose.shape[:-1], 24, 3)
-    mirrored = joints[..., _SMPL_FLIP, :] * jnp.asarray([1, -1, -1], pose.dtype)
-    return jnp.where(flip[..., None], mirrored.reshape(pose.shape), pose)
+    return jnp.where(flip[..., None], augment.flip_pose(pose, jnp), pose)
 
 
 def to_batch_frame(pose, rotation_deg, flip):
@@ -359,7 +313,7 @@ def to_batch_frame(pose, rotation_deg, flip):
       [..., 72]; `to_original_frame` undoes it.
     """
     pose = _check_pose(pose)
-    return _flip(_rotate(pose, rotation_deg), flip)
+    return _flip(augment.rotate_pose(pose, rotation_deg, jnp), flip)
 
 
 def to_original_frame(pose, rotation_deg, flip):
@@ -367,7 +321,7 @@ def to_original_frame(pose, rotation_deg, flip):
     original frame, for `update` (SPIN's ``FitsDict.__setitem__``): un-flip, then rotate
     by −rot. The inverse of `to_batch_frame` (same arguments)."""
     pose = _check_pose(pose)
-    return _rotate(_flip(pose, flip), -jnp.asarray(rotation_deg, pose.dtype))
+    return augment.rotate_pose(_flip(pose, flip), -jnp.asarray(rotation_deg, pose.dtype), jnp)
 
 
 def set_fits(store: FitStore, dataset: str | int, pose, betas, error=None) -> FitStore:

@@ -185,3 +185,23 @@ def test_discriminator_real_term_is_a_global_mean_over_shards(body_and_regressor
                {k: v[i : i + 2] for k, v in batch.items()}) for i in (0, 2)]  # fmt: skip
     local = np.mean([losses.discriminator_loss(critic(0.7), o, b) for o, b in halves])
     assert abs(float(local) - float(whole(0.7))) > 1e-3
+
+
+def test_least_squares_gan_losses_by_hand():
+    d_loss, g_loss = jax.jit(losses.lsgan_discriminator_loss), jax.jit(losses.generator_loss)
+    real = np.array([[1.0, 3.0], [0.0, 1.0]], np.float32)
+    fake = np.array([[0.5, -1.0]], np.float32)
+    # real: rows Σ(D − 1)² = 0 + 4 = 4 and 1 + 0 = 1 → mean 2.5; fake: Σ D² = 1.25.
+    np.testing.assert_allclose(d_loss(real, fake), 3.75, rtol=1e-7)
+    # generator: Σ(D − 1)² = 0.25 + 4 = 4.25.
+    np.testing.assert_allclose(g_loss(fake), 4.25, rtol=1e-7)
+    fake2 = np.array([[0.5, -1.0], [1.0, 1.0]], np.float32)
+    np.testing.assert_allclose(g_loss(fake2), 2.125, rtol=1e-7)  # (4.25 + 0) / 2
+    # A perfect discriminator (1 on real, 0 on fake) and a perfect generator score 0.
+    assert float(d_loss(np.ones((3, 25), np.float32), np.zeros((5, 25), np.float32))) == 0.0
+    assert float(g_loss(np.ones((5, 25), np.float32))) == 0.0
+    # Real rows that all count (the step's has_smpl = 1) give the plain mean, bit for bit;
+    # a 0 drops its row from the real term.
+    ones = np.ones(2, np.float32)
+    assert float(d_loss(real, fake, ones)) == float(d_loss(real, fake))
+    np.testing.assert_allclose(d_loss(real, fake, np.array([1.0, 0.0], np.float32)), 5.25)

@@ -1,4 +1,4 @@
-"""Tests for hkmr_jax.smplify (SPIN's SMPLify in JAX).
+"""Tests for hkmr_jax.fitting.smplify (SPIN's SMPLify in JAX).
 
 Reference values and their origin:
 * Geman–McClure and the angle prior are written out by hand from SPIN's
@@ -23,8 +23,10 @@ import pytest
 from flax import nnx
 from pickle_payloads import Payload
 
-from hkmr_jax import geometry, metrics, smplify
+from hkmr_jax import geometry, metrics
 from hkmr_jax.data import synthetic as synthetic_data
+from hkmr_jax.fitting import gmm as gmm_lib
+from hkmr_jax.fitting import smplify
 from hkmr_jax.models.params import RegressorOutput
 from hkmr_jax.models.pose_prior import PoseVAE
 from smpl_jax import rotation, synthetic
@@ -51,9 +53,9 @@ def problem(body):
     betas = jnp.asarray(np.stack([p["betas"] for p in params]))
     rng = np.random.default_rng(7)
     camera = np.stack([[0.9, *rng.uniform(-0.1, 0.1, 2)] for _ in range(B)]).astype(np.float32)
-    cam_t = smplify.weak_perspective_to_translation(camera)
+    cam_t = geometry.weak_perspective_to_translation(camera)
     joints, mask = _j24(body, pose, betas)
-    xy = smplify.keypoints_to_normalised(smplify.perspective_projection(joints, cam_t))
+    xy = geometry.keypoints_to_normalised(geometry.perspective_projection(joints, cam_t))
     conf = np.broadcast_to(mask, (B, 24)).copy()
     conf[-1] = 0.0  # the last example has no visible keypoint
     keypoints = jnp.concatenate([xy, jnp.asarray(conf)[..., None]], axis=-1)
@@ -135,7 +137,7 @@ def test_fit_from_regressor_output(fitter, problem, fitted):
     init_pose, init_betas, init_cam_t = problem["init"]
     out = RegressorOutput(
         pose=init_pose.reshape(B, 24, 3), rotmat=None, betas=init_betas,
-        camera=smplify.translation_to_weak_perspective(init_cam_t),
+        camera=geometry.translation_to_weak_perspective(init_cam_t),
     )  # fmt: skip
     again = fitter.fit_from_regressor(out, problem["keypoints"])
     np.testing.assert_allclose(again.pose, fitted.pose, atol=1e-3)
@@ -172,7 +174,7 @@ def test_camera_step_shortcut_matches_full_forward(body, fitter, problem):
 
 
 def test_estimate_translation_recovers_camera(fitter, problem):
-    t = smplify.estimate_translation(
+    t = geometry.estimate_translation(
         problem["joints"][:-1], problem["keypoints"][:-1], weights=problem["mask"]
     )
     np.testing.assert_allclose(t, problem["cam_t"][:-1], rtol=1e-3, atol=1e-4)
@@ -180,8 +182,8 @@ def test_estimate_translation_recovers_camera(fitter, problem):
 
 def test_camera_conversion_round_trip(problem):
     camera = jnp.asarray(problem["camera"])
-    cam_t = smplify.weak_perspective_to_translation(camera)
-    np.testing.assert_allclose(smplify.translation_to_weak_perspective(cam_t), camera, rtol=1e-5)
+    cam_t = geometry.weak_perspective_to_translation(camera)
+    np.testing.assert_allclose(geometry.translation_to_weak_perspective(cam_t), camera, rtol=1e-5)
     # t_z = 2f/(img_res·s) as in SPIN; t_xy = (tx, ty)/s for the project's s·X + ρ.
     np.testing.assert_allclose(cam_t[:, 2], 2 * 5000 / (224 * camera[:, 0]), rtol=1e-6)
     np.testing.assert_allclose(cam_t[:, :2], camera[:, 1:] / camera[:, :1], rtol=1e-5)
@@ -190,13 +192,6 @@ def test_camera_conversion_round_trip(problem):
     weak = geometry.weak_perspective(problem["joints"], camera)
     visible = np.asarray(problem["mask"]) > 0
     assert np.abs(np.asarray(xy - weak)[:, visible]).max() * 112 < 2.0
-
-
-def test_keypoint_conversion_round_trip():
-    kp = jnp.array([[[-1.0, 1.0, 0.5], [0.0, 0.25, 1.0]]])
-    px = smplify.keypoints_to_pixels(kp)
-    np.testing.assert_allclose(px, [[[0.0, 224.0, 0.5], [112.0, 140.0, 1.0]]])
-    np.testing.assert_allclose(smplify.keypoints_to_normalised(px), kp)
 
 
 # --------------------------------------------------------------------------------------
@@ -242,7 +237,7 @@ def test_gmm_prior_loads_protocol2_pickle_and_matches_reference(tmp_path):
     gmm = _random_gmm(rng)
     path = tmp_path / "gmm_08.pkl"
     path.write_bytes(pickle.dumps(gmm, protocol=2))
-    prior = smplify.load_gmm_prior(path)
+    prior = gmm_lib.load_gmm_prior(path)
     pose = rng.normal(size=(4, 69)) * 0.3
     pose[0] = gmm["means"][1]  # at a component's mean
     expected = _reference_gmm_nll(pose, gmm["means"], gmm["covars"], gmm["weights"])
@@ -251,22 +246,22 @@ def test_gmm_prior_loads_protocol2_pickle_and_matches_reference(tmp_path):
 
 def test_gmm_prior_bad_files(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"gmm_08\.pkl"):
-        smplify.load_gmm_prior(tmp_path / "missing.pkl")
+        gmm_lib.load_gmm_prior(tmp_path / "missing.pkl")
     good = pickle.dumps(_random_gmm(np.random.default_rng(1), m=2, d=4), protocol=2)
     truncated = tmp_path / "truncated.pkl"
     truncated.write_bytes(good[: len(good) // 2])
     with pytest.raises(ValueError, match="truncated or corrupt"):
-        smplify.load_gmm_prior(truncated)
+        gmm_lib.load_gmm_prior(truncated)
     wrong = tmp_path / "wrong.pkl"
     wrong.write_bytes(pickle.dumps({"means": np.zeros((2, 4))}, protocol=2))
     with pytest.raises(ValueError, match="missing key"):
-        smplify.load_gmm_prior(wrong)
+        gmm_lib.load_gmm_prior(wrong)
     not_pd = tmp_path / "not_pd.pkl"
     gmm = _random_gmm(np.random.default_rng(2), m=2, d=4)
     gmm["covars"][1] = -np.eye(4)
     not_pd.write_bytes(pickle.dumps(gmm, protocol=2))
     with pytest.raises(ValueError, match="positive definite"):
-        smplify.load_gmm_prior(not_pd)
+        gmm_lib.load_gmm_prior(not_pd)
 
 
 @pytest.mark.parametrize("protocol", [2, 5])
@@ -277,7 +272,7 @@ def test_malicious_gmm_pickle_is_refused(tmp_path, protocol):
     path = tmp_path / "gmm_08.pkl"
     path.write_bytes(pickle.dumps(content, protocol=protocol))
     with pytest.raises(pickle.UnpicklingError, match="refusing") as info:
-        smplify.load_gmm_prior(path)
+        gmm_lib.load_gmm_prior(path)
     assert "system" in str(info.value) and str(path) in str(info.value)
     assert not marker.exists()
 
@@ -295,7 +290,7 @@ def test_vae_prior_term_is_weighted_kl(body, fitter, vae):
 def test_prior_gradients_finite(body):
     """The priors' gradients, at the rest pose and elsewhere. (SMPL's own are finite at
     the rest pose, tested in smpl_jax; the fit above starts one example there.)"""
-    gmm = smplify.gmm_from_arrays(**_random_gmm(np.random.default_rng(5)))
+    gmm = gmm_lib.gmm_from_arrays(**_random_gmm(np.random.default_rng(5)))
     fitter = smplify.SMPLify.create(*body, smplify.SMPLifyConfig(pose_prior="gmm"), gmm=gmm)
     pose = jnp.asarray(np.random.default_rng(6).normal(size=(2, 69)) * 0.3, jnp.float32)
     np.testing.assert_allclose(smplify._pose_prior(fitter, pose), 4.78**2 * gmm(pose), rtol=1e-6)
