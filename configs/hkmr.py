@@ -32,14 +32,14 @@ Any field can be overridden the same way (`--config.num_steps=100`); a misspelt 
 is an error (the config is locked).
 """
 
-import dataclasses
 import math
+import pathlib
 
 from ml_collections import config_dict
 
-from hkmr_jax import prior_train
-from hkmr_jax.data import synthetic
-from hkmr_jax.fitting import smplify
+from hkmr_jax import config_files
+
+common = config_files.load_module(pathlib.Path(__file__).with_name("common.py"))
 
 VARIANTS = ("default", "smoke", "paper")
 
@@ -105,8 +105,8 @@ def base(regressor_name: str = "hkmr") -> config_dict.ConfigDict:
     # camera and each pose component's σ a sixth of its range, a law the default model
     # learns in its budget; 360 and 1/3 give the full law (every view, wider poses). The
     # starting mean pose and a VAE trained at the start of the run follow the spread.
-    c.data.synthetic_yaw_range = synthetic.YAW_RANGE_DEG
-    c.data.synthetic_pose_spread = synthetic.POSE_SPREAD
+    c.data.synthetic_yaw_range = common.SYNTHETIC_YAW_RANGE_DEG
+    c.data.synthetic_pose_spread = common.SYNTHETIC_POSE_SPREAD
     c.data.augment = config_dict.placeholder(dict)  # None: off; {}: SPIN's augmentation
     c.data.synthetic_2d_length = 20_000  # the 'synthetic_2d' dataset (2D keypoints only)
     c.data.num_threads = 2
@@ -143,7 +143,7 @@ def base(regressor_name: str = "hkmr") -> config_dict.ConfigDict:
     # None: trained with `prior_training` at the start of the run, in WORKDIR/pose_prior.
     c.prior_checkpoint = config_dict.placeholder(str)
     c.prior_vae = dict(latent_dim=32, hidden_dim=512)
-    c.prior_training = prior_train.default_config()
+    c.prior_training = common.pose_prior_training()  # its architecture: prior_vae
 
     # SPIN's SMPLify in the loop (configs/hkmr_spin.py, configs/spin.py): the regressor's
     # estimate starts a fit to the 2D keypoints; the best fit per example is kept (and
@@ -152,7 +152,7 @@ def base(regressor_name: str = "hkmr") -> config_dict.ConfigDict:
     c.fitting.enabled = False
     c.fitting.threshold = 100.0  # SPIN's smplify_threshold (pixels² at 224 px)
     c.fitting.gmm_path = config_dict.placeholder(str)  # SMPLify's gmm_08.pkl (pose_prior='gmm')
-    c.fitting.smplify = dataclasses.asdict(smplify.SMPLifyConfig())  # SPIN's settings
+    c.fitting.smplify = common.smplify()  # SPIN's settings
 
     c.log_every = 50
     c.checkpoint_every = 500

@@ -51,7 +51,6 @@ def get_config(arg: str | None = None, regressor_name: str = "hkmr"):
         c.prior_training.num_steps = 4
         c.prior_training.batch_size = 16
         c.prior_vae = dict(latent_dim=8, hidden_dim=16)
-        c.prior_training.prior_vae = dict(latent_dim=8, hidden_dim=16)
     else:
         c.fitting.smplify.num_iters = 20
         c.num_steps = 1500

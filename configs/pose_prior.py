@@ -13,11 +13,15 @@ points to `WORKDIR/params`.
 * smoke — a few steps, for tests.
 
 The HKMR configs train the default variant at the start of a run when `prior='vae'` and
-no `prior_checkpoint` is given (into `WORKDIR/pose_prior/`). Fields: see
-`hkmr_jax.prior_train.default_config`.
+no `prior_checkpoint` is given (into `WORKDIR/pose_prior/`), with their own
+`prior_vae`. Fields: `configs/common.py`'s `pose_prior_training`.
 """
 
-from hkmr_jax import prior_train
+import pathlib
+
+from hkmr_jax import config_files
+
+common = config_files.load_module(pathlib.Path(__file__).with_name("common.py"))
 
 VARIANTS = ("default", "amass", "smoke")
 
@@ -27,7 +31,8 @@ def get_config(arg: str | None = None):
     variant = arg or "default"
     if variant not in VARIANTS:
         raise ValueError(f"unknown config variant {variant!r}; choose one of {VARIANTS}.")
-    c = prior_train.default_config()
+    c = common.pose_prior_training()
+    c.prior_vae = dict(latent_dim=32, hidden_dim=512)  # the HKMR configs' prior_vae
     if variant == "amass":
         c.data.source = "amass"
         c.num_steps = 100_000  # VPoser trains for ~100 epochs of a much larger set

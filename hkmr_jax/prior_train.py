@@ -33,38 +33,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from ml_collections import config_dict
 
 from hkmr_jax import checkpoint as checkpoint_lib
 from hkmr_jax.data import synthetic
 from hkmr_jax.models import pose_prior
 
 SOURCES = ("synthetic", "amass")
-
-
-def default_config() -> config_dict.ConfigDict:
-    """The VAE's training config (`configs/pose_prior.py` returns this; HKMR configs
-    embed it as `prior_training` for a prior trained at the start of the run)."""
-    c = config_dict.ConfigDict()
-    c.task = "pose_prior"
-    c.seed = 0
-    # Architecture: must equal the regressor config's `prior_vae` that will load it.
-    c.prior_vae = dict(latent_dim=32, hidden_dim=512)
-    c.data = config_dict.ConfigDict()
-    c.data.source = "synthetic"
-    # synthetic: the pose law's spread; None: the dataset's default (an HKMR run that
-    # trains its prior sets its own `data.synthetic_pose_spread` here).
-    c.data.pose_spread = config_dict.placeholder(float)
-    c.data.amass_glob = config_dict.placeholder(str)  # e.g. '~/amass/**/*_poses.npz'
-    c.data.stride = 4  # AMASS frames are 60-250 fps: keep every 4th
-    c.data.holdout = 0.05  # AMASS: fraction of sequences for validation
-    c.batch_size = 256
-    c.num_steps = 3000
-    c.learning_rate = 1e-3  # VPoser v1
-    c.kl_weight = 5e-3  # VPoser v1's kl_coef
-    c.log_every = 500
-    c.num_validation = 4096  # synthetic: held-out draws for the validation metrics
-    return c
 
 
 def config_problems(config) -> list[str]:
@@ -154,7 +128,7 @@ def _validation_metrics(vae: pose_prior.PoseVAE, poses: np.ndarray) -> dict[str,
 
 
 def train_pose_prior(config, workdir) -> dict[str, float]:
-    """Train the VAE of `config` (see `default_config`) and write it to `workdir/params`.
+    """Train the VAE of `config` (`configs/pose_prior.py`) and write it to `workdir/params`.
 
     An existing `workdir/params` is kept and nothing is trained (delete it to retrain).
 
@@ -224,4 +198,4 @@ def train_pose_prior(config, workdir) -> dict[str, float]:
     return results
 
 
-__all__ = ["SOURCES", "config_problems", "default_config", "train_pose_prior"]
+__all__ = ["SOURCES", "config_problems", "train_pose_prior"]

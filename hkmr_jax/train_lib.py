@@ -269,14 +269,12 @@ def load_pose_prior(config, workdir=None):
                 f"({sorted(names)}). Train one on AMASS (python train.py --config "
                 "configs/pose_prior.py:amass ...) and set config.prior_checkpoint."
             )
-        if dict(training.prior_vae) != dict(config.get("prior_vae", {})):
-            raise ValueError(
-                f"config.prior_training.prior_vae {dict(training.prior_vae)} differs from "
-                f"config.prior_vae {dict(config.prior_vae)}: the trained VAE could not be "
-                "loaded. Make them equal."
-            )
+        # The run's own architecture and pose law, passed one way into a copy (the run's
+        # config stays as given).
+        training = copy.deepcopy(training)
+        with training.unlocked():
+            training.prior_vae = dict(config.get("prior_vae", {}))
         if training.data.source == "synthetic" and training.data.get("pose_spread") is None:
-            training = copy.deepcopy(training)  # the run's config stays as given
             training.data.pose_spread = config.data.get("synthetic_pose_spread")
         directory = Path(workdir) / "pose_prior"
         if jax.process_index() == 0:

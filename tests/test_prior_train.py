@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -90,12 +91,13 @@ def test_hkmr_without_prior_checkpoint_trains_one_in_the_workdir(tmp_path):
     hkmr = train_lib_config()
     hkmr.prior, hkmr.prior_vae = "vae", dict(latent_dim=8, hidden_dim=32)
     hkmr.prior_training = prior_config()
-    hkmr.prior_training.prior_vae = dict(latent_dim=8, hidden_dim=32)
+    hkmr.prior_training.prior_vae = dict(latent_dim=4, hidden_dim=16)  # not the run's: unused
     assert train_lib.load_pose_prior(hkmr, tmp_path) is not None
     assert (tmp_path / "pose_prior" / "params").is_dir()
-    hkmr.prior_training.prior_vae = dict(latent_dim=4, hidden_dim=32)
-    with pytest.raises(ValueError, match=r"prior_training\.prior_vae"):
-        train_lib.load_pose_prior(hkmr, tmp_path)
+    # The VAE trained in the workdir has the run's own architecture, config.prior_vae.
+    trained = json.loads((tmp_path / "pose_prior" / "config.json").read_text())
+    assert trained["prior_vae"] == {"latent_dim": 8, "hidden_dim": 32}
+    assert dict(hkmr.prior_training.prior_vae) == {"latent_dim": 4, "hidden_dim": 16}
     # Real data: a prior of the built-in poses would be silently wrong; ask for AMASS.
     hkmr.data.datasets = [dict(name="h36m", ratio=1.0)]
     with pytest.raises(ValueError, match=r"Train one on AMASS"):

@@ -248,7 +248,6 @@ def test_the_synthetic_pose_law_reaches_data_mean_pose_and_prior(tmp_path):
         model.regressor.init_theta[...][1:], synthetic.mean_body_pose(0.25)
     )
     config.prior, config.prior_vae = "vae", {"latent_dim": 4, "hidden_dim": 8}
-    config.prior_training.prior_vae = dict(config.prior_vae)
     config.prior_training.num_steps = config.prior_training.log_every = 2
     config.prior_training.batch_size = config.prior_training.num_validation = 8
     train_lib.load_pose_prior(config, tmp_path)

@@ -273,7 +273,7 @@ def test_a_finished_run_is_extended_with_its_schedule_kept(finished_run, tmp_pat
 def test_a_pose_prior_config_is_checked_before_its_workdir_exists(tmp_path):
     from hkmr_jax import prior_train
 
-    config = prior_train.default_config()
+    config = config_files.get_config(ROOT / "configs" / "pose_prior.py")
     config.num_steps, config.data.source = -5, "amass"
     with pytest.raises(ValueError) as info:
         prior_train.train_pose_prior(config, tmp_path / "vae")
