@@ -158,7 +158,7 @@ def test_part_files_are_checked(tmp_path, body):
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(ValueError, match=r"cannot read part label file .*obj\.npy"):
         segmentation.PartLabels.from_file(tmp_path / "obj.npy")
-    with pytest.raises(FileNotFoundError, match="missing.npy does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.npy does not exist"):
         segmentation.PartLabels.from_file(tmp_path / "missing.npy")
     np.save(tmp_path / "tex.npy", np.zeros((1, 4, 2, 2, 3, 3), np.float32))
     np.save(tmp_path / "cube.npy", np.zeros((10, 10, 10)))
@@ -276,8 +276,8 @@ def test_scores_equal_spins_loop_with_ignored_pixels():
     for shape in ((40, 50), (33, 21), (60, 60)):
         gt = rng.integers(0, 7, shape).astype(np.uint8)
         gt[rng.random(shape) < 0.1] = 255
-        pred = np.where(rng.random(shape) < 0.7, np.where(gt == 255, 3, gt), rng.integers(0, 7, shape))
-        pred = pred.astype(np.uint8)
+        noise = rng.integers(0, 7, shape)
+        pred = np.where(rng.random(shape) < 0.7, np.where(gt == 255, 3, gt), noise).astype(np.uint8)
         pred_mask = (pred > 0) ^ (rng.random(shape) < 0.05)
         gt_mask = np.where(gt == 255, 1, gt > 0)
         examples.append((pred, gt, pred_mask, gt_mask))
