@@ -250,9 +250,13 @@ def render_parts(vertices, faces, camera, parts: PartLabels, size: int = RENDER_
     """
     faces = np.asarray(faces, np.int64)
     cam = spin_camera(camera, size, focal)
-    xy, z = render.project(vertices, cam, (size, size))
-    front = (z[faces] > 1e-6).all(axis=1)
-    if not front.all():  # a vertex at or behind the camera: drop its faces
+    # `render.project` written out for this camera (identity rotation): x = f·X/Z + c.
+    points = np.asarray(vertices, np.float64) + cam.translation
+    z = points[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xy = points[:, :2] * (focal / z)[:, None] + size / 2.0
+    front = None if z.min() > 1e-6 else (z[faces] > 1e-6).all(axis=1)
+    if front is not None:  # a vertex at or behind the camera: drop its faces
         xy = np.where((z > 1e-6)[:, None] & np.isfinite(xy), xy, 0.0)
         faces_drawn = faces[front]
         index = np.flatnonzero(front)
@@ -423,3 +427,108 @@ class SegmentationScores:
             "num_pixels": int(self.fb_pixels),
             "num_examples": int(self.num_examples),
         }
+
+
+# ------------------------------------------------------------------------ contact sheet
+
+#: RGB per label for pictures: background white, then the six parts.
+PALETTE = np.array([[255, 255, 255], [220, 60, 60], [60, 90, 220], [240, 190, 40],
+                    [190, 70, 200], [50, 190, 200], [110, 190, 90]], np.uint8)  # fmt: skip
+
+
+def colourize(labels) -> np.ndarray:
+    """uint8 [H, W, 3] picture of a label map (255, ignored, in grey)."""
+    labels = np.asarray(labels)
+    out = PALETTE[np.minimum(labels, NUM_CLASSES - 1)]
+    out[labels == IGNORE] = 160
+    return out
+
+
+def contact_sheet(images, truths, predictions: dict, zoom: int = 2) -> np.ndarray:
+    """One row per example: the image, its true parts, then each model's parts.
+
+    Args:
+      images: [N, S, S, 3] uint8; truths: [N, S, S] labels; predictions: {name: [N, S, S]}.
+      zoom: nearest-neighbour enlargement of every cell.
+    """
+    from hkmr_jax import render as _render
+
+    columns = [("image", np.asarray(images))]
+    columns.append(("truth", np.stack([colourize(t) for t in truths])))
+    for name, pred in predictions.items():
+        columns.append((name, np.stack([colourize(p) for p in pred])))
+    n, s = len(images), np.asarray(images).shape[1] * zoom
+    sheet = np.full((n * s, len(columns) * s, 3), 255, np.uint8)
+    for c, (name, cells) in enumerate(columns):
+        for r in range(n):
+            cell = np.repeat(np.repeat(cells[r], zoom, axis=0), zoom, axis=1)
+            if r == 0:
+                cell = cell.copy()
+                _render._caption(cell, name)
+            sheet[r * s : (r + 1) * s, c * s : (c + 1) * s] = cell
+    return sheet
+
+
+def main(argv=None) -> int:
+    """``python -m hkmr_jax.segmentation``: predicted vs true part maps of trained runs
+    on the synthetic test split, as one PNG (docs/lsp_seg.png)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="hkmr-lsp-seg-sheet",
+        description="Predicted vs true body-part maps (SPIN's LSP protocol) on synthetic people.",
+    )
+    parser.add_argument(
+        "--configs", required=True, help="comma-separated config files (FILE[:variant])"
+    )
+    parser.add_argument("--workdirs", required=True, help="comma-separated run directories")
+    parser.add_argument("--names", help="comma-separated column titles (default: model names)")
+    parser.add_argument("--num", type=int, default=6, help="examples (rows)")
+    parser.add_argument("--zoom", type=int, default=2, help="cell enlargement")
+    parser.add_argument("--out", default="lsp_seg.png", help="output PNG")
+    args = parser.parse_args(argv)
+    from hkmr_jax import cli
+
+    with cli.report_errors(parser.prog):
+        return _sheet(args)
+
+
+def _sheet(args) -> int:
+    import jax
+    from flax import nnx
+
+    from hkmr_jax import config_files, eval_lib, train_lib
+    from hkmr_jax.data import pipeline
+
+    configs, workdirs = args.configs.split(","), args.workdirs.split(",")
+    if len(configs) != len(workdirs):
+        raise ValueError(f"give one config per workdir: {len(configs)} vs {len(workdirs)}.")
+    if not 1 <= args.num <= 64:
+        raise ValueError(f"--num must be 1-64, got {args.num}.")
+    names = args.names.split(",") if args.names else None
+    predictions, dataset = {}, None
+    for k, (spec, workdir) in enumerate(zip(configs, workdirs, strict=True)):
+        path, _, variant = spec.partition(":")
+        config = config_files.get_config(path, variant or None)
+        if dataset is None:
+            dataset = pipeline.make_source("synthetic", "test", config.data).with_segmentation()
+            examples = [dataset[i] for i in range(args.num)]
+            images = np.stack([e["image"] for e in examples])
+        model, _ = train_lib.restore_model(config, workdir)
+        graphdef, variables = nnx.split(model)
+        out = nnx.merge(graphdef, variables)(train_lib.normalize_images(jax.numpy.asarray(images)))
+        body, _ = train_lib.load_body(config)
+        vertices = np.asarray(eval_lib.predicted_vertices(out, body))
+        parts = PartLabels.from_body(body)
+        cameras = np.asarray(out.final.camera)
+        size = images.shape[1]
+        _, labels = render_parts_batch(vertices, np.asarray(body.faces), cameras, parts, size)
+        predictions[names[k] if names else config.model.name] = labels
+    sheet = contact_sheet(images, [e["seg_parts"] for e in examples], predictions, args.zoom)
+    path = render.write_png(args.out, sheet)
+    print(f"wrote {path} ({sheet.shape[1]}×{sheet.shape[0]} px)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
