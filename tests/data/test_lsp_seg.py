@@ -256,3 +256,20 @@ def test_build_refuses_mask_paths_outside_the_mask_root(tmp_path):
     np.savez(npz, **fields)
     with pytest.raises(ValueError, match=r"maskname '\.\./\.\./secret\.png' must be a path inside"):
         spin_format.build("lsp", root, tmp_path / "out", splits=["test"], num_workers=0)
+
+
+def test_contact_sheet_tool_draws_truth_and_predictions(smoke_run, tmp_path, capsys):
+    out = tmp_path / "sheet.png"
+    config = str(ROOT / "configs" / "hkmr.py") + ":smoke"
+    rc = segmentation.main(["--configs", config, "--workdirs", str(smoke_run), "--num", "2",
+                            "--names", "smoke", "--out", str(out)])  # fmt: skip
+    assert rc == 0 and "wrote" in capsys.readouterr().out
+    sheet = iio.imread(out)
+    assert sheet.shape == (2 * 64, 3 * 64, 3)  # 2 rows of image | truth | smoke, 32 px × 2
+    truth = sheet[64:, 64:128]  # second row: no caption
+    colours = {tuple(c) for c in truth.reshape(-1, 3)}
+    assert colours <= {tuple(c) for c in segmentation.PALETTE} and len(colours) > 2
+    with pytest.raises(SystemExit) as exit_info:
+        segmentation.main(["--configs", config, "--workdirs", f"{smoke_run},{smoke_run}"])
+    assert exit_info.value.code == 2
+    assert "one config per workdir" in capsys.readouterr().err
