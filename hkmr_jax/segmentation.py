@@ -38,7 +38,9 @@ SPIN's protocol (its `eval.py`, dataset `lsp`), reproduced here::
   ``transform([1, 1], …, invert=1)`` and ``transform([res + 1, res + 1], …)`` (integer
   truncation included), a nearest-neighbour resize of the whole crop to that box
   (``scipy.misc.imresize(interp='nearest')``, which is PIL's NEAREST resize), pasted
-  into a zero image of the original size with the box clipped to it.
+  into a zero image of the original size with the box clipped to it. (SPIN uncrops its
+  float 0/1 mask, which `imresize` rescales to 0/255 by its range; an all-covered crop
+  would vanish there; here the mask is uint8 0/1.)
 * **Scores** (`SegmentationScores`): foreground/background: accuracy = equal pixels / all
   pixels, F1 = mean over the two classes of 2·tp / (2·tp + fp + fn); parts: classes 0…6,
   a ground-truth 255 is ignored (the prediction is cleared there for tp/fp/fn; for
@@ -68,6 +70,11 @@ IGNORE = 255
 #: SPIN's focal length (pixels) and render resolution.
 FOCAL = 5000.0
 RENDER_SIZE = 224
+#: NMR's far plane (its `Renderer` default, which SPIN keeps): surface farther than this
+#: many metres is not drawn, so a predicted scale s < 2f / (224 · 100) ≈ 0.45 renders
+#: nothing in SPIN's evaluation; `render_parts` does the same at any size (the plane
+#: moves with t_z ∝ 1 / size, so that the same people vanish).
+FAR = 100.0
 
 #: The built-in body's six parts: each SMPL joint's skinning region → part.
 JOINT_TO_PART = skeleton.JOINT_TO_PART
@@ -232,7 +239,8 @@ def spin_camera(camera, size: int = RENDER_SIZE, focal: float = FOCAL) -> render
 
 
 def render_parts(vertices, faces, camera, parts: PartLabels, size: int = RENDER_SIZE,
-                 *, focal: float = FOCAL, cull_backfaces: bool = True):  # fmt: skip
+                 *, focal: float = FOCAL, far: float = FAR,
+                 cull_backfaces: bool = True):  # fmt: skip
     """Silhouette and part map of one mesh under SPIN's camera, one sample per pixel.
 
     Args:
@@ -241,6 +249,9 @@ def render_parts(vertices, faces, camera, parts: PartLabels, size: int = RENDER_
       camera: [3] weak-perspective ``(s, ρx, ρy)`` (`geometry.weak_perspective`).
       parts: `PartLabels`.
       size: the square image side, pixels.
+      far: NMR's far plane in metres for a `RENDER_SIZE` render (scaled by
+        RENDER_SIZE / size otherwise): pixels whose nearest surface lies beyond it are
+        background; None: no limit.
       cull_backfaces: skip faces turned away from the camera; on a closed, outward-facing
         mesh (SMPL, the built-in body) the nearest surface is always a front face, so the
         result is the same and rendering twice as fast.
@@ -267,6 +278,10 @@ def render_parts(vertices, faces, camera, parts: PartLabels, size: int = RENDER_
     if index is not None:  # face ids of the full mesh, for per-face textures
         fid = frags.face_id
         frags = frags._replace(face_id=np.where(fid >= 0, index[np.maximum(fid, 0)], -1))
+    if far is not None:
+        far = far * RENDER_SIZE / size
+        if np.any(frags.depth[frags.face_id >= 0] > far):
+            frags = frags._replace(face_id=np.where(frags.depth > far, -1, frags.face_id))
     return frags.face_id >= 0, parts.pixel_labels(frags, faces)
 
 

@@ -365,3 +365,18 @@ def test_synthetic_truth_maps_are_the_image_silhouette_up_to_perspective(synthet
         np.testing.assert_array_equal(ex["seg_mask"] > 0, ex["seg_parts"] > 0)
         # The image is drawn with weak perspective, the truth with SPIN's f = 5000.
         assert (ex["mask"] != (ex["seg_mask"] > 0)).sum() <= 0.03 * ex["mask"].sum() + 2
+
+
+def test_far_plane_hides_tiny_people_as_spins_renderer_does():
+    verts, faces = _square()
+    parts = segmentation.PartLabels(vertex=np.full(4, 6, np.uint8), source="test")
+    # SPIN renders at 224 px: t_z = 2·5000 / (224·s) > 100 m exactly when s < 0.446; at
+    # other sizes the plane moves with t_z, so the same people vanish.
+    for size in (224, 48):
+        for s, drawn in ((0.5, True), (0.44, False)):
+            mask, labels = segmentation.render_parts(verts, faces, [s, 0, 0], parts, size,
+                                                     cull_backfaces=False)  # fmt: skip
+            assert mask.any() == drawn and (labels == 6).any() == drawn
+    mask, _ = segmentation.render_parts(verts, faces, [0.44, 0, 0], parts, 224, far=None,
+                                        cull_backfaces=False)  # fmt: skip
+    assert mask.any()
