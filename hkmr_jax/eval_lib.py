@@ -486,7 +486,8 @@ def lsp_seg(ctx, source, limit=None, part_labels=None, vertex_texture=None, cube
 
     Returns:
       `SegmentationScores.summary()` plus seconds_per_image (prediction, rendering,
-      uncrop and scoring), render_size and part_source.
+      uncrop and scoring), render_size (the side of the rendered crops: `render_size`
+      for uncropped data, the image size for the synthetic set) and part_source.
     """
     from hkmr_jax import segmentation
 
@@ -495,7 +496,7 @@ def lsp_seg(ctx, source, limit=None, part_labels=None, vertex_texture=None, cube
         source = source.with_segmentation()
     faces = np.asarray(ctx.body.faces)
     scores = segmentation.SegmentationScores()
-    seconds, compiled = 0.0, False
+    seconds, compiled, sizes = 0.0, False, set()
     for batch, valid in _seg_batches(source, ctx.batch_size, limit):
         images = jnp.asarray(batch["image"])
         if not compiled:  # compile outside the timed region
@@ -507,6 +508,7 @@ def lsp_seg(ctx, source, limit=None, part_labels=None, vertex_texture=None, cube
         cameras = np.asarray(out.final.camera)[:valid]
         uncropped = "center" in batch
         size = render_size if uncropped else batch["seg_mask"][0].shape[0]
+        sizes.add(int(size))
         masks, labels = segmentation.render_parts_batch(
             vertices, faces, cameras, parts, size, workers=workers
         )
@@ -523,7 +525,7 @@ def lsp_seg(ctx, source, limit=None, part_labels=None, vertex_texture=None, cube
     return {
         **summary,
         "seconds_per_image": seconds / summary["num_examples"],
-        "render_size": int(render_size),
+        "render_size": max(sizes),  # the crop side rendered (synthetic: its image size)
         "part_source": parts.source,
     }
 
