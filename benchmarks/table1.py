@@ -46,6 +46,18 @@ def markdown(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def segmentation_markdown(results: dict[str, dict]) -> str | None:
+    """Paper Table 5's columns (`lsp_seg`: FB and parts accuracy % / F1), or None."""
+    rows = [(k, r["lsp_seg"]) for k, r in results.items() if "lsp_seg" in r]
+    if not rows:
+        return None
+    lines = ["| model | FB acc. / F1 | parts acc. / F1 |", "|---|---|---|"]
+    for label, r in rows:
+        lines.append(f"| {label} | {r['fb_accuracy']:.2f} / {r['fb_f1']:.3f} | "
+                     f"{r['parts_accuracy']:.2f} / {r['parts_f1']:.3f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default="hkmr=runs/hkmr,hmr=runs/hmr",
@@ -56,6 +68,9 @@ def main(argv=None) -> None:
     runs = dict(pair.split("=", 1) for pair in args.runs.split(","))
     results = load(runs, args.dataset)
     print(markdown(results))
+    segmentation = segmentation_markdown(results)
+    if segmentation:
+        print(segmentation)
     if args.plot:
         sweeps = {k: r["doc_sweep"] for k, r in results.items() if "doc_sweep" in r}
         if sweeps:

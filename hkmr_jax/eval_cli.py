@@ -2,10 +2,11 @@
 
     hkmr-eval --workdir runs/hkmr                       # the run's own evaluation
     hkmr-eval --workdir runs/hkmr \\
-        [--datasets synthetic,h36m_p1,h36m_p2,3dpw,mpii] \\
-        [--evaluators standard,occluded,doc_sweep,3dpw,invisible] \\
+        [--datasets synthetic,h36m_p1,h36m_p2,3dpw,mpii,lsp] \\
+        [--evaluators standard,occluded,doc_sweep,3dpw,invisible,lsp_seg] \\
         [--body_model_male M.pkl --body_model_female F.pkl] [--step N] [--limit N] \\
-        [--batch_size N] [--config configs/hkmr.py --config.data.data_dir=...] [--verbose]
+        [--batch_size N] [--config configs/hkmr.py --config.data.data_dir=...] [--verbose] \\
+        [--vertex_texture vertex_texture.npy --cube_parts cube_parts.npy | --part_labels L.npy]
 
 The model, its crop size, its body and the datasets' `data_dir` come from
 ``WORKDIR/config.json``, written by training. Restores the latest readable checkpoint
@@ -34,6 +35,11 @@ bookkeeping fields (`IGNORED_FIELDS`) may differ and are not used. `body_model` 
 annotations are not public), built with MPII's visibility flags
 (`python -m hkmr_jax.data.build --dataset mpii --mpii_annotations ...`); its default
 evaluator is `invisible` (paper Table 4 right).
+
+`lsp` is SPIN's LSP test file (`lsp_dataset_test.npz`) built with UP-3D's silhouettes
+and part maps; its default evaluator is `lsp_seg` (paper Table 5), whose parts come from
+`--vertex_texture` + `--cube_parts` (SPIN's files, for a real SMPL run), `--part_labels`
+([V] .npy) or, by default, the run's body's skinning weights.
 
 The `3dpw` evaluator's gendered SMPL models come from `--body_model_male` /
 `--body_model_female` (else the config's fields of those names, if it has them); without
@@ -67,11 +73,12 @@ DATASETS = {
     "h36m_p2": ("h36m", "valid_p2"),
     "3dpw": ("3dpw", "test"),
     "mpii": ("mpii", "train"),
+    "lsp": ("lsp", "test"),
 }
 
 #: Evaluators run when `--evaluators` is not given (3DPW has SMPL ground truth only,
 #: MPII 2D keypoints with visibility flags only).
-DEFAULT_EVALUATORS = {"3dpw": ("3dpw",), "mpii": ("invisible",)}
+DEFAULT_EVALUATORS = {"3dpw": ("3dpw",), "mpii": ("invisible",), "lsp": ("lsp_seg",)}
 _DEFAULT_EVALUATORS = ("standard", "occluded")
 
 #: Config fields `--config` may change: what is evaluated and where the files are.
@@ -95,11 +102,14 @@ _DATASETS = flags.DEFINE_list(
     "synthetic when --evaluators is given)."
 )  # fmt: skip
 _EVALUATORS = flags.DEFINE_list(
-    "evaluators", None, "Any of standard, occluded, doc_sweep, 3dpw, invisible (default: "
-    "standard,occluded; 3dpw for the 3dpw dataset; invisible for mpii)."
+    "evaluators", None, "Any of standard, occluded, doc_sweep, 3dpw, invisible, lsp_seg "
+    "(default: standard,occluded; 3dpw for 3dpw; invisible for mpii; lsp_seg for lsp)."
 )  # fmt: skip
 _MALE = flags.DEFINE_string("body_model_male", None, "Male SMPL .pkl/.npz (3dpw evaluator).")
 _FEMALE = flags.DEFINE_string("body_model_female", None, "Female SMPL .pkl/.npz (3dpw).")
+_PART_LABELS = flags.DEFINE_string("part_labels", None, "lsp_seg: per-vertex part labels .npy [V].")
+_TEXTURE = flags.DEFINE_string("vertex_texture", None, "lsp_seg: SPIN's data/vertex_texture.npy.")
+_CUBE = flags.DEFINE_string("cube_parts", None, "lsp_seg: SPIN's data/cube_parts.npy.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
 _LIMIT = flags.DEFINE_integer("limit", None, "Evaluate the first N examples only.")
 _BATCH = flags.DEFINE_integer(
@@ -222,8 +232,21 @@ def _check_crop_size(source, name, image_size) -> None:
         )
 
 
+def _with_earlier(path: Path, result: dict) -> dict:
+    """`result` with the other evaluators' keys of an earlier evaluation of the same
+    checkpoint kept (`--evaluators lsp_seg` adds its key next to `standard`'s)."""
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return result
+    if not isinstance(earlier, dict) or earlier.get("checkpoint_step") != result["checkpoint_step"]:
+        return result
+    return {**earlier, **result}
+
+
 def evaluate_run(config, workdir, datasets=None, evaluators=None, step=None, limit=None,
-                 batch_size=None, body_model_male=None, body_model_female=None):  # fmt: skip
+                 batch_size=None, body_model_male=None, body_model_female=None,
+                 segmentation_files=None):  # fmt: skip
     """Evaluate a run's checkpoint; returns {dataset: {evaluator: result}} (also on disk).
 
     Args:
@@ -236,6 +259,8 @@ def evaluate_run(config, workdir, datasets=None, evaluators=None, step=None, lim
       batch_size: per forward pass (None: `config.eval_batch_size`, else 32).
       body_model_male, body_model_female: paths for the `3dpw` evaluator (default: the
         config's fields of those names, if any).
+      segmentation_files: {part_labels, vertex_texture, cube_parts}: paths or None, for
+        the `lsp_seg` evaluator.
     """
     from hkmr_jax import eval_lib, inference
     from hkmr_jax.data import pipeline
@@ -272,10 +297,15 @@ def evaluate_run(config, workdir, datasets=None, evaluators=None, step=None, lim
     for file, key, dataset, split, evaluator, kwargs in plan:
         if evaluator == "3dpw":
             kwargs = {**{k: v for k, v in gendered.items() if v}, **kwargs}
+        if evaluator == "lsp_seg":
+            files = {k: v for k, v in (segmentation_files or {}).items() if v is not None}
+            kwargs = {**files, **kwargs}
         result = results.setdefault(file, {"checkpoint_step": run.step})
         result[key] = eval_lib.run_evaluator(evaluator, ctx, sources[dataset, split], **kwargs)
     for file, result in results.items():
-        eval_lib.write_json(result, out_dir / f"{file}.json")
+        eval_lib.write_json(
+            _with_earlier(out_dir / f"{file}.json", result), out_dir / f"{file}.json"
+        )
         if "doc_sweep" in result:
             eval_lib.plot_doc_sweep({config.model.name: result["doc_sweep"]},
                                     out_dir / f"{file}_doc_sweep.png")  # fmt: skip
@@ -298,7 +328,10 @@ def _main(argv) -> None:
         config = merge_eval_config(saved, given)
     results = evaluate_run(config, _WORKDIR.value, _DATASETS.value, _EVALUATORS.value,
                            _STEP.value, _LIMIT.value, _BATCH.value, _MALE.value,
-                           _FEMALE.value)  # fmt: skip
+                           _FEMALE.value,
+                           {"part_labels": _PART_LABELS.value,
+                            "vertex_texture": _TEXTURE.value,
+                            "cube_parts": _CUBE.value})  # fmt: skip
     print(eval_lib.format_table(results))
     print(f"written to {Path(_WORKDIR.value) / 'eval'}/")
 

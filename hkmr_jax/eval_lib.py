@@ -26,6 +26,11 @@ Evaluators (`EVALUATORS`, selected by `config.evals` entries `{'name': ..., ...}
   `body_model_male` / `body_model_female` arguments (paths to official `.pkl` / `.npz`
   files, or `smpl_jax.SMPL` models); without them both genders use the run's body, with
   a printed note (the built-in body has no gendered versions).
+* `lsp_seg`: paper Table 5, SPIN's LSP segmentation protocol (`hkmr_jax.segmentation`):
+  the predicted mesh rendered with SPIN's camera (f = 5000) into a silhouette and six
+  body parts, uncropped into the original image (SPIN-format LSP; the synthetic set's
+  crop is the image), scored against the true maps (`seg_mask`, `seg_parts`): FB and
+  parts accuracy (%) and F1, tp / fp / fn summed over the set, part label 255 ignored.
 * `invisible`: paper Table 4 (right), "MPII invisible joints": the 2D error of the joints
   that are annotated but not visible. Predicted keypoints are
   `geometry.weak_perspective` of the predicted mesh's J24 joints with the predicted
@@ -427,12 +432,111 @@ def doc_sweep(ctx, source, limit=None, kinds=OCCLUDERS, joints=LSP_JOINTS_J24, *
     return result
 
 
+# ----------------------------------------------------------------- LSP segmentation
+
+_SEG_KEYS = ("seg_mask", "seg_parts")
+
+
+def _seg_batches(source, batch_size, limit):
+    """Like `_batches`, but the true maps (sizes differ per image) stay lists."""
+    n = len(source) if limit is None else min(limit, len(source))
+    for start in range(0, n, batch_size):
+        idx = [min(i, n - 1) for i in range(start, start + batch_size)]
+        examples = [source[i] for i in idx]
+        missing = [int(e["example_id"]) for e in examples if not all(k in e for k in _SEG_KEYS)]
+        if missing:
+            raise ValueError(
+                f"example {missing[0]} has no true segmentation (seg_mask / seg_parts): "
+                "lsp_seg needs LSP's test split built with UP-3D's masks (python -m "
+                "hkmr_jax.data.build --dataset lsp --splits test, masks under "
+                "manual_dir/upi-s1h/) or the synthetic set."
+            )
+        batch = {k: np.stack([e[k] for e in examples]) for k in examples[0] if k not in _SEG_KEYS}
+        batch.update({k: [e[k] for e in examples] for k in _SEG_KEYS})
+        yield batch, min(batch_size, n - start)
+
+
+def _part_labels(ctx, part_labels=None, vertex_texture=None, cube_parts=None):
+    from hkmr_jax import segmentation
+
+    if (vertex_texture is None) != (cube_parts is None):
+        raise ValueError("give both vertex_texture and cube_parts (SPIN's data files), or neither.")
+    if vertex_texture is not None and part_labels is not None:
+        raise ValueError("give part_labels or vertex_texture + cube_parts, not both.")
+    if vertex_texture is not None:
+        parts = segmentation.PartLabels.from_spin_texture(vertex_texture, cube_parts)
+    elif part_labels is not None:
+        parts = segmentation.PartLabels.from_file(part_labels)
+    else:
+        parts = segmentation.PartLabels.from_body(ctx.body)
+    parts.check(ctx.body.num_vertices, len(np.asarray(ctx.body.faces)))
+    return parts
+
+
+def lsp_seg(ctx, source, limit=None, part_labels=None, vertex_texture=None, cube_parts=None,
+            render_size=224, workers=None, **_):  # fmt: skip
+    """Paper Table 5 (SPIN's LSP protocol): FB and body-part accuracy (%) and F1.
+
+    The final estimate's mesh is rendered with SPIN's camera (`hkmr_jax.segmentation`).
+    Examples with a crop box (`center`, `scale`: SPIN-format LSP) are rendered at
+    `render_size` and uncropped into the original image; the others (the synthetic set,
+    whose crop is the whole image) are rendered at their true maps' size, no uncrop.
+    Parts: `part_labels` (a [V] .npy), or SPIN's `vertex_texture` + `cube_parts`, or (by
+    default) the run's body's skinning weights (`segmentation.skinning_parts`).
+
+    Returns:
+      `SegmentationScores.summary()` plus seconds_per_image (prediction, rendering,
+      uncrop and scoring), render_size (the side of the rendered crops: `render_size`
+      for uncropped data, the image size for the synthetic set) and part_source.
+    """
+    from hkmr_jax import segmentation
+
+    parts = _part_labels(ctx, part_labels, vertex_texture, cube_parts)
+    if getattr(source, "segmentation", None) is False:  # a synthetic set: add its truth
+        source = source.with_segmentation()
+    faces = np.asarray(ctx.body.faces)
+    scores = segmentation.SegmentationScores()
+    seconds, compiled, sizes = 0.0, False, set()
+    for batch, valid in _seg_batches(source, ctx.batch_size, limit):
+        images = jnp.asarray(batch["image"])
+        if not compiled:  # compile outside the timed region
+            jax.block_until_ready(predicted_vertices(ctx.predict(images), ctx.body))
+            compiled = True
+        start = time.perf_counter()
+        out = ctx.predict(images)
+        vertices = np.asarray(predicted_vertices(out, ctx.body))[:valid]
+        cameras = np.asarray(out.final.camera)[:valid]
+        uncropped = "center" in batch
+        size = render_size if uncropped else batch["seg_mask"][0].shape[0]
+        sizes.add(int(size))
+        masks, labels = segmentation.render_parts_batch(
+            vertices, faces, cameras, parts, size, workers=workers
+        )
+        for i in range(valid):
+            gt_mask, gt_parts = batch["seg_mask"][i], batch["seg_parts"][i]
+            mask, label = masks[i].astype(np.uint8), labels[i]
+            if uncropped:
+                box = batch["center"][i], batch["scale"][i], gt_mask.shape
+                mask = segmentation.uncrop(mask, *box)
+                label = segmentation.uncrop(label, *box)
+            scores.add(label, gt_parts, mask, gt_mask)
+        seconds += time.perf_counter() - start
+    summary = scores.summary()
+    return {
+        **summary,
+        "seconds_per_image": seconds / summary["num_examples"],
+        "render_size": max(sizes),  # the crop side rendered (synthetic: its image size)
+        "part_source": parts.source,
+    }
+
+
 EVALUATORS: dict[str, Callable] = {
     "standard": standard,
     "occluded": occluded,
     "doc_sweep": doc_sweep,
     "3dpw": pw3d,
     "invisible": invisible,
+    "lsp_seg": lsp_seg,
 }
 
 
@@ -509,6 +613,12 @@ def format_table(results: dict[str, dict]) -> str:
             )
         if "invisible" in result:
             notes.append(f"{dataset}: {_joints_line(result['invisible'])}")
+        if "lsp_seg" in result:
+            r = result["lsp_seg"]
+            f1 = {k: "-" if r[k] is None else f"{r[k]:.3f}" for k in ("fb_f1", "parts_f1")}
+            notes.append(f"{dataset}: lsp_seg FB {r['fb_accuracy']:.2f} % / F1 {f1['fb_f1']}, "
+                         f"parts {r['parts_accuracy']:.2f} % / F1 {f1['parts_f1']} "
+                         f"({r['num_examples']} images)")  # fmt: skip
     return "\n".join(lines + notes)
 
 

@@ -34,6 +34,47 @@ CHAINS: dict[str, tuple[int, ...]] = {
     "right_leg": (2, 5, 8, 11),
 }
 
+#: SPIN's six body parts for its LSP segmentation evaluation, label = index (0 is the
+#: background): the label order of SPIN's part renderer ("left" is the person's left).
+PART_NAMES: tuple[str, ...] = (
+    "background", "left_arm", "right_arm", "head", "left_leg", "right_leg", "torso",
+)  # fmt: skip
+
+#: Which part each joint's skinning region belongs to. The neck goes with the head; the
+#: pelvis, spine and collar bones (the tops of the shoulders) are the torso; an arm
+#: starts at its shoulder joint (the upper arm) and a leg at its hip joint (the thigh).
+JOINT_TO_PART: dict[str, str] = {
+    "pelvis": "torso", "spine1": "torso", "spine2": "torso", "spine3": "torso",
+    "left_collar": "torso", "right_collar": "torso",
+    "neck": "head", "head": "head",
+    "left_shoulder": "left_arm", "left_elbow": "left_arm", "left_wrist": "left_arm",
+    "left_hand": "left_arm",
+    "right_shoulder": "right_arm", "right_elbow": "right_arm", "right_wrist": "right_arm",
+    "right_hand": "right_arm",
+    "left_hip": "left_leg", "left_knee": "left_leg", "left_ankle": "left_leg",
+    "left_foot": "left_leg",
+    "right_hip": "right_leg", "right_knee": "right_leg", "right_ankle": "right_leg",
+    "right_foot": "right_leg",
+}  # fmt: skip
+
+
+def vertex_parts(weights) -> np.ndarray:
+    """uint8 [V] part label (1…6, `PART_NAMES`) of each vertex of a SMPL-format body:
+    the part (`JOINT_TO_PART`) of its dominant skinning joint.
+
+    Args:
+      weights: [V, 24] skinning weights in `JOINT_NAMES` order.
+    """
+    weights = np.asarray(weights)
+    if weights.ndim != 2 or weights.shape[1] != NUM_JOINTS:
+        raise ValueError(
+            f"skinning weights must be [V, {NUM_JOINTS}] (SMPL's joints), got "
+            f"{list(weights.shape)}."
+        )
+    table = np.array([PART_NAMES.index(JOINT_TO_PART[n]) for n in JOINT_NAMES], np.uint8)
+    return table[np.argmax(weights, axis=1)]
+
+
 #: Joint order of Human3.6M's 17-joint regressor as used by SPIN (`J_regressor_h36m.npy`).
 #: SPIN's evaluation reads joints 4-6 as the right leg (`H36M_TO_J14 = [6, 5, 4, ...]`).
 H36M_17_NAMES: tuple[str, ...] = (

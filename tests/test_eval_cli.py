@@ -190,3 +190,18 @@ def test_a_dataset_of_another_crop_size_is_evaluated_with_a_warning(capsys):
     assert "h36m_p1 has 224 px crops" in err and "trained on 32 px" in err
     eval_cli._check_crop_size(source, "h36m_p1", 224)
     assert capsys.readouterr().err == ""
+
+
+def test_a_later_evaluator_adds_its_key_next_to_earlier_ones_of_the_same_step(tmp_path):
+    path = tmp_path / "lsp.json"
+    path.write_text(json.dumps({"checkpoint_step": 5, "standard": {"mpjpe_mm": 1.0}}))
+    merged = eval_cli._with_earlier(path, {"checkpoint_step": 5, "lsp_seg": {"fb_accuracy": 0.9}})
+    assert merged == {"checkpoint_step": 5, "standard": {"mpjpe_mm": 1.0},
+                      "lsp_seg": {"fb_accuracy": 0.9}}  # fmt: skip
+    # Another checkpoint's results are not mixed in; a damaged file is replaced.
+    assert eval_cli._with_earlier(path, {"checkpoint_step": 6, "x": 1}) == {
+        "checkpoint_step": 6,
+        "x": 1,
+    }
+    path.write_text("{not json")
+    assert eval_cli._with_earlier(path, {"checkpoint_step": 5}) == {"checkpoint_step": 5}

@@ -29,6 +29,15 @@ Stored record (one per row of the npz, in the npz's order, so `source[i]` has
 | `gender` | bytes | b'm', b'f' (3DPW) or b'' when the file has none |
 | `example_id` | int64 [] | row in the npz |
 | `visible` | float32 [24] | mpii only: 1 visible, 0 hidden or not annotated; -1 unknown |
+| `orig_shape` | int32 [2] | lsp only: the source image's (H, W) |
+| `has_seg` | float32 [] | lsp only: 1 when the row has UP-3D's masks (the test split) |
+| `seg_mask`, `seg_parts` | uint8 [H, W, 1] PNG | lsp only: silhouette, parts 0-6 (255 ignore) |
+
+LSP's test file lists each person's silhouette and six-part map (`maskname`,
+`partname`: UP-3D's annotations, single-channel PNGs in the image's size) under
+`manual_dir/upi-s1h/` (SPIN's `UPI_S1H_ROOT`); the build reads them, checks their size
+against the image, and stores them for the `lsp_seg` evaluator (paper Table 5). The lsp
+config is version 1.1.0 for these features.
 
 MPII's visibility flags (paper Table 4 right, "MPII invisible joints") are not in SPIN's
 file; `build("mpii", ..., mpii_annotations=".../mpii_human_pose_v1_u12_1.mat")` (CLI:
@@ -107,6 +116,10 @@ _PELVIS = skeleton.J24_NAMES.index("pelvis")
 VISIBILITY_DATASETS: dict[str, str] = {"mpii": "1.1.0"}
 #: `visible` of a dataset built without the annotation file that gives it.
 UNKNOWN_VISIBILITY = -1.0
+#: Datasets whose records carry the true silhouette and part map of the person (UP-3D's
+#: annotations of LSP's test images, named by the npz's `maskname` / `partname`), and
+#: the version of their config.
+SEGMENTATION_DATASETS: dict[str, str] = {"lsp": "1.1.0"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,11 +130,14 @@ class SplitSource:
       npz_files: candidate file names in `dataset_extras/`; the first that exists is used.
       image_root: folder of `manual_dir` that the npz's `imgname` paths are relative to.
       example_imgname: a typical `imgname` of that file, for the instructions.
+      mask_root: folder of `manual_dir` that the npz's `maskname` / `partname` paths
+        are relative to (SPIN's `UPI_S1H_ROOT`), for files that list them.
     """
 
     npz_files: tuple[str, ...]
     image_root: str
     example_imgname: str
+    mask_root: str | None = None
 
 
 #: dataset → split → source. File names are SPIN's (`config.DATASET_FILES`; its
@@ -148,7 +164,9 @@ DATASETS: dict[str, dict[str, SplitSource]] = {
         "train": SplitSource(
             ("lsp_dataset_original_train.npz",), "lsp_dataset_original", "images/im0001.jpg"
         ),
-        "test": SplitSource(("lsp_dataset_test.npz",), "lsp_dataset", "images/im1001.jpg"),
+        "test": SplitSource(
+            ("lsp_dataset_test.npz",), "lsp_dataset", "images/im1001.jpg", mask_root="upi-s1h"
+        ),
     },
     "lspet": {"train": SplitSource(("hr-lspet_train.npz",), "hr-lspet", "im00001.png")},
     "coco2014": {
@@ -196,6 +214,10 @@ def _layout_lines(name: str) -> list[str]:
         lines.append(f"  {name}/{split}: {files}")
         lines.append(f"      images: {src.image_root}/<imgname>, e.g. {src.image_root}/"
                      f"{src.example_imgname}")  # fmt: skip
+        if src.mask_root:
+            lines.append(f"      masks (if the npz lists them): {src.mask_root}/<maskname> "
+                         f"and {src.mask_root}/<partname>, e.g. {src.mask_root}/data/lsp/"
+                         "im1001_segmentation.png")  # fmt: skip
     return lines
 
 
@@ -465,6 +487,17 @@ def read_npz(path) -> dict[str, np.ndarray]:
         raise ValueError(f"{path}: 'gender' must be a string array [{n}], got {gender.dtype}.")
     out["gender"] = np.array([_as_str(g) for g in gender] if gender is not None else [""] * n,
                              dtype=object)  # fmt: skip
+    if ("maskname" in raw) != ("partname" in raw):
+        raise ValueError(f"{path} has one of 'maskname' / 'partname' but not the other.")
+    for key in ("maskname", "partname"):
+        if key in raw:
+            names = raw[key]
+            if names.shape != (n,) or names.dtype.kind not in "US":
+                raise ValueError(
+                    f"{path}: {key!r} must be a string array [{n}], got {names.dtype} "
+                    f"{names.shape}."
+                )
+            out[key] = np.array([_as_str(v) for v in names], dtype=object)
     return out
 
 
@@ -543,6 +576,105 @@ def check_images(records: Mapping[str, np.ndarray], image_dir, npz_path, limit: 
 MAX_IMAGE_PIXELS = 8192 * 8192
 
 
+def _inside(root: pathlib.Path, name: str, what: str, npz_path) -> pathlib.Path:
+    """`root / name`, refusing names that leave `root` (absolute paths, '..', links),
+    after resolving both."""
+    resolved = pathlib.Path(os.path.realpath(root / name))
+    if "\0" in name or not resolved.is_relative_to(os.path.realpath(root)):
+        raise ValueError(
+            f"{npz_path}: {what} {name!r} must be a path inside {root} (no absolute path, "
+            "no '..', no link out of it)."
+        )
+    return root / name
+
+
+def _segmentation_names(records: dict, src: SplitSource, manual_dir, npz_path) -> None:
+    """Set `records['mask_paths']`: per row (mask PNG, part PNG) or None, checked to exist.
+
+    Rows get paths when the npz lists `maskname` / `partname` and the split has a
+    `mask_root`; a missing file raises FileNotFoundError naming it and the layout.
+    """
+    n = len(records["imgname"])
+    paths = np.full(n, None, dtype=object)
+    if "maskname" in records and src.mask_root:
+        root = pathlib.Path(manual_dir) / src.mask_root
+        missing = []
+        for i, (mask, part) in enumerate(zip(records["maskname"], records["partname"])):
+            if not mask and not part:
+                continue
+            pair = tuple(
+                _inside(root, name, key, npz_path)
+                for name, key in ((mask, "maskname"), (part, "partname"))
+            )
+            missing += [str(p) for p in pair if not p.is_file()]
+            paths[i] = pair
+        if missing:
+            more = f"\n  ... and {len(missing) - 10} more" if len(missing) > 10 else ""
+            raise FileNotFoundError(
+                f"{len(missing)} segmentation files listed in {npz_path} are missing, e.g.:\n  "
+                + "\n  ".join(missing[:10])
+                + more
+                + f"\nThey must be at {root}/<maskname> "
+                f"and {root}/<partname> (UP-3D's LSP annotations, SPIN's UPI_S1H_ROOT)."
+            )
+    records["mask_paths"] = paths
+
+
+def read_label_png(path, shape, image_path) -> np.ndarray:
+    """A single-channel PNG (mask or part labels) as uint8 [H, W], checked to be the
+    size `shape` (H, W) of the image `image_path` it annotates; ValueError naming it."""
+    try:
+        with open_image(path) as im:  # refuses huge images from their header
+            if im.size != (shape[1], shape[0]):
+                raise ValueError(
+                    f"{path} is {im.size[0]}×{im.size[1]} px but its image {image_path} is "
+                    f"{shape[1]}×{shape[0]}: masks must be in the original image's size."
+                )
+            if im.mode not in ("L", "1"):
+                raise ValueError(
+                    f"{path} has PIL mode {im.mode!r}; masks and part maps must be "
+                    "single-channel 8-bit images (mode 'L'), the label in the pixel value."
+                )
+            return np.array(im.convert("L"), np.uint8)
+    except (OSError, SyntaxError) as e:  # PIL's errors for bad image data
+        raise ValueError(f"Cannot decode {path}: {type(e).__name__}: {e}") from e
+
+
+def _encode_png(labels: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    PIL.Image.fromarray(np.asarray(labels, np.uint8), mode="L").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _segmentation_features(shape, segmentation) -> dict:
+    """The stored segmentation features of a row (1 × 1 zeros, has_seg 0, without)."""
+    if segmentation is None:
+        empty = _encode_png(np.zeros((1, 1), np.uint8))
+        masks, has_seg = (empty, empty), 0.0
+    else:
+        masks, has_seg = tuple(_encode_png(m) for m in segmentation), 1.0
+    return {
+        "orig_shape": np.asarray(shape, np.int32),
+        "has_seg": np.float32(has_seg),
+        "seg_mask": masks[0],
+        "seg_parts": masks[1],
+    }
+
+
+def _segmentation_example(record) -> dict:
+    """Example keys of a record with masks: seg_mask / seg_parts uint8 [H, W] in the
+    original image, and the crop box (center [2], scale [], orig_shape [2])."""
+    return {
+        "seg_mask": np.asarray(record["seg_mask"], np.uint8).reshape(record["seg_mask"].shape[:2]),
+        "seg_parts": np.asarray(record["seg_parts"], np.uint8).reshape(
+            record["seg_parts"].shape[:2]
+        ),
+        "center": np.asarray(record["center"], np.float32).reshape(2),
+        "scale": np.asarray(record["scale"], np.float32).reshape(()),
+        "orig_shape": np.asarray(record["orig_shape"], np.int32).reshape(2),
+    }
+
+
 def read_image(path) -> np.ndarray:
     """uint8 [H, W, 3] RGB; ValueError naming `path` when it cannot be decoded, and
     `ImageTooLargeError` when it has more than `MAX_IMAGE_PIXELS` pixels (checked from
@@ -587,12 +719,17 @@ def encode_jpeg(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
     return buf.getvalue()
 
 
-def make_record(records: Mapping[str, np.ndarray], i: int, image: np.ndarray) -> dict:
+def make_record(
+    records: Mapping[str, np.ndarray], i: int, image: np.ndarray, *, segmentation=None
+) -> dict:
     """The stored record of row `i` of a `read_npz` result, given its source image
-    (with `visible` when `records` has it)."""
+    (with `visible` when `records` has it, and the segmentation features when `records`
+    has `mask_paths`: `segmentation` is then (mask, parts) uint8 [H, W], or None)."""
     center, scale = records["center"][i], records["scale"][i]
     crop = np.clip(np.rint(crop_image(image, center, scale)), 0, 255).astype(np.uint8)
     extra = {"visible": records["visible"][i]} if "visible" in records else {}
+    if "mask_paths" in records:
+        extra.update(_segmentation_features(image.shape[:2], segmentation))
     return {
         "image": encode_jpeg(crop),
         "keypoints": normalize_keypoints(records["part"][i], center, scale),
@@ -648,6 +785,16 @@ def _features(name: str) -> tfds.features.FeaturesDict:
     extra = {}
     if name in VISIBILITY_DATASETS:
         extra["visible"] = tfds.features.Tensor(shape=(24,), dtype=f32)
+    if name in SEGMENTATION_DATASETS:
+        # The original image's size; masks in it, as single-channel PNGs (1 × 1 zeros and
+        # has_seg = 0 for rows without masks, e.g. the training split).
+        png = {"shape": (None, None, 1), "encoding_format": "png"}
+        extra.update(
+            orig_shape=tfds.features.Tensor(shape=(2,), dtype=np.int32),
+            has_seg=tfds.features.Scalar(dtype=f32),
+            seg_mask=tfds.features.Image(**png),
+            seg_parts=tfds.features.Image(**png),
+        )
     return tfds.features.FeaturesDict(
         {
             # Encoded here with PIL (TFDS would need TensorFlow to encode arrays itself);
@@ -685,11 +832,14 @@ class SpinFormat(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES: ClassVar[dict[str, str]] = {
         "1.0.0": "224 × 224 JPEG crops, keypoints normalised to [-1, 1].",
-        "1.1.0": "mpii: adds `visible` [24], MPII's visibility flags.",
+        "1.1.0": "mpii: adds `visible` [24], MPII's visibility flags; lsp: adds the true "
+        "silhouette and part map (`seg_mask`, `seg_parts`, `has_seg`) and `orig_shape`.",
     }
     BUILDER_CONFIGS: ClassVar[list[tfds.core.BuilderConfig]] = [
         tfds.core.BuilderConfig(
-            name=n, description=f"{n}: splits {', '.join(t)}", version=VISIBILITY_DATASETS.get(n)
+            name=n,
+            description=f"{n}: splits {', '.join(t)}",
+            version=VISIBILITY_DATASETS.get(n) or SEGMENTATION_DATASETS.get(n),
         )
         for n, t in DATASETS.items()
     ]
@@ -751,6 +901,8 @@ class SpinFormat(tfds.core.GeneratorBasedBuilder):
             path = find_npz(name, split, manual_dir)
             records = read_npz(path)
             check_images(records, manual_dir / DATASETS[name][split].image_root, path)
+            if name in SEGMENTATION_DATASETS:
+                _segmentation_names(records, DATASETS[name][split], manual_dir, path)
             if name in VISIBILITY_DATASETS:
                 records["visible"] = self._visibility(records, path)
             self._records[split] = (path, records)
@@ -802,7 +954,13 @@ class SpinFormat(tfds.core.GeneratorBasedBuilder):
             except ValueError as e:
                 raise ValueError(f"{npz_path}: row {i} (image {path}): {e}") from e
             try:
-                return i, make_record(records, i, read_image(path))
+                image = read_image(path)
+                segmentation = None
+                if records.get("mask_paths") is not None and records["mask_paths"][i]:
+                    segmentation = tuple(
+                        read_label_png(p, image.shape[:2], path) for p in records["mask_paths"][i]
+                    )
+                return i, make_record(records, i, image, segmentation=segmentation)
             except ValueError as e:
                 raise ValueError(f"{e} (row {i} of {npz_path})") from e
 
@@ -949,7 +1107,10 @@ def to_example(record: Mapping[str, np.ndarray], dataset_id: int) -> dict[str, n
     Returns:
       dict of numpy arrays: image uint8 [224, 224, 3], keypoints [24, 3], joints_3d
       [24, 4], pose [72], betas [10], has_smpl [], has_3d [], dataset_id int32 [],
-      example_id int64 [], and visible float32 [24] when the record has it.
+      example_id int64 [], and visible float32 [24] when the record has it; records with
+      masks (`has_seg` = 1: LSP's test split) add seg_mask, seg_parts uint8 [H, W] (the
+      original image's size), center float32 [2], scale float32 [] and orig_shape
+      int32 [2], which the `lsp_seg` evaluator needs.
     """
     joints = np.array(record["S"], np.float32).reshape(24, 4)
     labelled = joints[:, 3] > 0
@@ -959,6 +1120,8 @@ def to_example(record: Mapping[str, np.ndarray], dataset_id: int) -> dict[str, n
     extra = {}
     if "visible" in record:
         extra["visible"] = np.asarray(record["visible"], np.float32).reshape(24)
+    if float(record.get("has_seg", 0.0)) > 0:
+        extra.update(_segmentation_example(record))
     return {
         "image": np.asarray(record["image"], np.uint8),
         "keypoints": np.asarray(record["keypoints"], np.float32).reshape(24, 3),

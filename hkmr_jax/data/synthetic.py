@@ -44,6 +44,12 @@ Labels (all in SPIN's camera frame: x right, y down, z away from the camera):
 * ``camera`` float32 [3]: ``(s, tx, ty)``, the weak-perspective camera that rendered the
   image and projects the joints: **an extra key of the synthetic set only** (not in
   the data contract; useful to tests and the demo).
+* ``seg_mask``, ``seg_parts`` uint8 [S, S] (only with ``segmentation=True``): the
+  person's silhouette and six body parts (`hkmr_jax.segmentation`) rendered with SPIN's
+  perspective camera (f = 5000) from the true mesh and ``camera``: the `lsp_seg`
+  evaluator's ground truth. They follow the evaluator's renderer rather than the
+  image's weak-perspective one; the two silhouettes differ by under a pixel at the
+  body's edge.
 * ``image`` uint8 [S, S, 3], ``dataset_id`` int32 [] (constructor argument),
   ``example_id`` int64 [] (= i).
 
@@ -481,6 +487,10 @@ class SyntheticDataset:
       yaw_range: degrees of yaw drawn, centred on facing the camera (360: every view).
       pose_spread: each body-pose component's σ as a share of its range (1/3: the full
         law; see the module docstring).
+      segmentation: also give each example its true ``seg_mask`` uint8 [S, S] (1 on the
+        body) and ``seg_parts`` uint8 [S, S] (SPIN's part labels 0…6), rendered by
+        `hkmr_jax.segmentation.render_parts` from the true mesh and camera (the
+        `lsp_seg` evaluator's ground truth; `with_segmentation()` turns it on).
 
     Raises:
       ValueError: an unknown split, or a size, seed, length, pose law or regressor out of
@@ -500,6 +510,7 @@ class SyntheticDataset:
         block_size: int = 1,
         yaw_range: float = YAW_RANGE_DEG,
         pose_spread: float = POSE_SPREAD,
+        segmentation: bool = False,
     ):
         if split not in SPLITS:
             raise ValueError(
@@ -539,6 +550,7 @@ class SyntheticDataset:
         self.length, self.dataset_id, self.block_size = length, int(dataset_id), int(block_size)
         self.body = body
         self.regressor = regressor
+        self.segmentation = bool(segmentation)
         self._setup()
 
     def _setup(self):
@@ -547,6 +559,10 @@ class SyntheticDataset:
         self.faces = faces
         self._regressor_j = jnp.asarray(self.regressor)
         self.face_part = _vertex_parts(self.body)[faces[:, 0]]
+        if self.segmentation:
+            from hkmr_jax import segmentation
+
+            self._seg_parts = segmentation.PartLabels.from_body(self.body)
         s = self.size
         self._grid_x = ((np.arange(s) + 0.5) / s * 2 - 1).astype(np.float32)
         self._upsample = {c: _bilinear_matrix(c, s) for c in range(2, 7)}
@@ -559,15 +575,24 @@ class SyntheticDataset:
         self._lock = threading.Lock()
 
     _STATE = ("split", "size", "seed", "length", "dataset_id", "block_size", "yaw_range",
-              "pose_spread", "body", "regressor", "builtin_body")  # fmt: skip
+              "pose_spread", "body", "regressor", "builtin_body", "segmentation")  # fmt: skip
 
     def __getstate__(self):
         # The definition only: workers rebuild tables, caches and the lock in `_setup`.
         return {k: self.__dict__[k] for k in self._STATE}
 
     def __setstate__(self, state):
+        state.setdefault("segmentation", False)
         self.__dict__.update(state)
         self._setup()
+
+    def with_segmentation(self) -> SyntheticDataset:
+        """The same examples, each also with its true ``mask`` and ``parts`` maps."""
+        state = self.__getstate__()
+        state["segmentation"] = True
+        other = SyntheticDataset.__new__(SyntheticDataset)
+        other.__setstate__(state)
+        return other
 
     def __len__(self) -> int:
         return self.length
@@ -714,6 +739,13 @@ class SyntheticDataset:
             "example_id": np.asarray(index, np.int64),
             "camera": camera,
         }
+        if self.segmentation:
+            from hkmr_jax import segmentation
+
+            # The lsp_seg evaluator's truth: the prediction's renderer (SPIN's perspective
+            # camera, f = 5000) with the true mesh and camera, at the crop's size.
+            mask, parts = segmentation.render_parts(verts, self.faces, camera, self._seg_parts, s)
+            example.update(seg_mask=mask.astype(np.uint8), seg_parts=parts)
         if debug:
             example.update(mask=covered, joints_cam=joints, vertices=verts)
         return example

@@ -382,7 +382,7 @@ def test_interrupted_build_reads_as_not_built(manual_dir, tmp_path):
         spin_format.build("lsp", bad, out, splits=["test"], num_workers=0)
     builder = spin_format.SpinFormat(config="lsp", data_dir=str(out))
     assert not builder.is_prepared()
-    assert not (out / "spin_format" / "lsp" / "1.0.0").exists()
+    assert not (out / "spin_format" / "lsp" / "1.1.0").exists()
     assert not list((out / "spin_format" / "lsp").glob("*incomplete*"))  # cleaned up
     with pytest.raises(FileNotFoundError, match="is not built"):
         spin_format.load_split("lsp", "test", out)
@@ -390,7 +390,7 @@ def test_interrupted_build_reads_as_not_built(manual_dir, tmp_path):
         tfds.data_source("spin_format/lsp", split="test", data_dir=str(out))
     # A killed build leaves an incomplete.* folder (TFDS renames on success only):
     # it does not read as built either.
-    (out / "spin_format" / "lsp" / "incomplete.ABCDEF_1.0.0").mkdir()
+    (out / "spin_format" / "lsp" / "incomplete.ABCDEF_1.1.0").mkdir()
     assert not spin_format.SpinFormat(config="lsp", data_dir=str(out)).is_prepared()
 
 
