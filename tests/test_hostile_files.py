@@ -258,7 +258,7 @@ def torch_cases(tmp_path, marker):
 def _run_worker(tmp_path, cases):
     cases_file = tmp_path / "cases.json"
     cases_file.write_text(json.dumps([[loader, str(path)] for loader, path in cases]))
-    done = subprocess.run([sys.executable, str(WORKER), str(cases_file)], capture_output=True,
+    done = subprocess.run([sys.executable, "-P", str(WORKER), str(cases_file)], capture_output=True,
                           text=True, timeout=600)  # fmt: skip
     started = [line for line in done.stderr.splitlines() if line.startswith("case ")]
     assert done.returncode == 0, f"the loader process died ({done.returncode}) in {started[-1:]}"

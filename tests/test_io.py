@@ -27,10 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.sparse
-from pickle_payloads import Payload
 
 import smpl_jax
 from smpl_jax.io import load_arrays, model_from_arrays
+from tests.pickle_payloads import Payload
 
 # --------------------------------------------------------------------------------------
 # Writing chumpy-era pickles

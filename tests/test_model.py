@@ -18,12 +18,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import make_smpl_arrays
 from jax.test_util import check_grads
-from smpl_reference import rodrigues, smpl_forward_batch
 
 import smpl_jax
 from smpl_jax.io import model_from_arrays
+from tests.conftest import make_smpl_arrays
+from tests.smpl_reference import rodrigues, smpl_forward_batch
 
 FIELDS = ("vertices", "joints", "rest_joints", "rotations", "transforms", "v_shaped")
 

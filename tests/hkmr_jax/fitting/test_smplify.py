@@ -21,7 +21,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from pickle_payloads import Payload
 
 from hkmr_jax import geometry, metrics
 from hkmr_jax.data import synthetic as synthetic_data
@@ -30,6 +29,7 @@ from hkmr_jax.fitting import smplify
 from hkmr_jax.models.params import RegressorOutput
 from hkmr_jax.models.pose_prior import PoseVAE
 from smpl_jax import rotation, synthetic
+from tests.pickle_payloads import Payload
 
 B = 5  # four people + one with no visible keypoint
 
