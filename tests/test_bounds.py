@@ -233,7 +233,7 @@ def test_crop_equals_a_dense_reference_up_to_the_box_limit(center, scale):
 
 def test_taps_never_list_more_pixels_than_the_image_has():
     coords = np.linspace(-1e7, 1e7, 224)
-    idx, w = spin_format._taps(coords, 1e5, 50)
+    idx, w = spin_format.crop._taps(coords, 1e5, 50)
     assert idx.shape == w.shape == (224, 50)
     assert idx.min() >= 0 and idx.max() < 50
 
