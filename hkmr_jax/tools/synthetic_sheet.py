@@ -1,5 +1,7 @@
-"""A contact sheet of the built-in synthetic dataset: crops with their keypoints (the
-person's left green, right red, centre orange, hidden grey), as in docs/synthetic_data.png::
+"""A contact sheet of the built-in synthetic dataset: crops with their keypoints.
+
+Visible keypoints: the person's left green, right red, centre orange; hidden ones grey.
+The README's docs/synthetic_data.png::
 
     python -m hkmr_jax.tools.synthetic_sheet docs/synthetic_data.png
 """

@@ -1,6 +1,7 @@
-"""The TFDS builder `spin_format`: SPIN's npz files and images → 224 × 224 JPEG crops with
-their labels, written as array_record (no TensorFlow), one config per dataset and one
-split per file; `build` checks everything before writing. Records: docs/spin_format.md.
+"""The TFDS builder `spin_format`: SPIN's files → 224 × 224 crops and labels, as array_record.
+
+One config per dataset, one split per npz file, no TensorFlow; `build` checks every
+input before anything is written. Stored records: docs/spin_format.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
-"""Reading a built split: `load_split` (random access to the stored records, no
-TensorFlow) and `to_example`, a record in the example format of docs/CONTRACT_data.md
-(what the input pipeline and the evaluators read).
+"""Reading a built SPIN-format split, without TensorFlow.
+
+`load_split` gives random access to the stored records; `to_example` turns a record into
+the example format of docs/CONTRACT_data.md (what the input pipeline and the evaluators
+read).
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
-"""SPIN's preprocessed files: the table of datasets (`DATASETS`), the `manual_dir` layout,
-reading and checking an npz (`read_npz`) and the image and mask paths it lists, refused
-when they leave their root. No TFDS needed.
+"""SPIN's preprocessed files: which files make each dataset, and reading them safely.
+
+The table `DATASETS`, the `manual_dir` layout (`expected_layout`), reading and checking
+an npz (`read_npz`), and the image and mask paths it lists, refused when they leave
+their root. No TFDS needed.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""The synthetic people's appearance: clothing-like colours per body part (and the hair),
-textured backgrounds, and the part of each vertex (docs/synthetic_data.md, "Appearance").
+"""The synthetic people's appearance: part colours, backgrounds, the part of each vertex.
 
-Samplers take an example's `Draws`; `background` renders a sampled background [S, S, 3].
+Clothing-like colours per body part (and the hair) and textured backgrounds
+(docs/synthetic_data.md, "Appearance"). Samplers take an example's `Draws`;
+`background` renders a sampled background as [S, S, 3] float32.
 """
 
 from __future__ import annotations

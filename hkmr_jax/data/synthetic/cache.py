@@ -1,6 +1,8 @@
-"""Render synthetic examples once into memory-mapped ``.npy`` files (`cache`) and read them
-back without rendering (`CachedDataset`): for data read many times, such as the test split
-evaluated every few hundred steps.
+"""Synthetic examples rendered once into memory-mapped ``.npy`` files, and read back.
+
+`cache` writes a folder (atomically: a temporary folder, then a rename); `CachedDataset`
+reads it without rendering. For data read many times, such as the test split evaluated
+every few hundred steps.
 """
 
 from __future__ import annotations

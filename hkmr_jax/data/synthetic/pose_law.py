@@ -1,6 +1,7 @@
-"""The synthetic dataset's pose law: per-joint limits, the truncated-normal body pose, yaw,
-pitch and roll of the global orientation, and the law's mean pose (docs/synthetic_data.md).
+"""The synthetic dataset's pose law: per-joint limits and how poses are drawn.
 
+Each body-pose component is a truncated normal about its mode within `POSE_LIMITS_DEG`;
+the global orientation is yaw, pitch and roll (docs/synthetic_data.md, "Pose law").
 `sample_body_poses` draws many body poses at once (the pose VAE's training data);
 `mean_body_pose` is the regressors' starting pose for this data.
 """
