@@ -1,63 +1,14 @@
-"""`hkmr-demo` / `python -m hkmr_jax.demo`: an image in, a mesh and pictures out.
+"""Recover a body mesh from images with a trained run: crop, predict, render, write.
 
-    hkmr-demo --workdir runs/hkmr --image person.jpg --out demo/ \\
-        [--bbox X,Y,W,H | --openpose person_keypoints.json] [--step N]
-    hkmr-demo --workdir runs/hkmr --image photos/ --out demo/ [--batch_size 8]
-
-For each image (a file, or every image of a folder) it writes to `--out`, under its
-output name NAME: the image's stem (``ok.png`` → ``ok``), or its whole file name
-(``ok.png``) when another image of the folder has the same stem or a file name equal to
-that stem (``ok.png``, ``ok.jpg`` and ``ok_png.png`` give ``ok.png``, ``ok.jpg`` and
-``ok_png``); distinct images always get distinct files (`output_stems`). Images are
-read with Pillow in any mode, converted to RGB as ``Image.convert('RGB')`` does
-(`read_image`; 16-bit greyscale scaled to 8 bits):
-
-* ``NAME.obj``: the mesh (trimesh), in the camera's frame turned upright for mesh
-  viewers: x right, y up, z towards the camera (the camera frame with y and z negated).
-* ``NAME.npz`` and ``NAME.json``: ``pose`` [24, 3] axis-angle (SMPL's global orientation
-  first, in the camera frame), ``betas`` [NB], ``camera`` [3] = (s, tx, ty) of the
-  weak-perspective ``x = s·Π(X) + (tx, ty)`` in the crop's [-1, 1] coordinates, and
-  ``box`` [4] = (x, y, w, h), the square crop box in source pixels (it may reach past
-  the image; outside is black). The JSON also names the image and checkpoint step.
-* ``NAME_overlay.png``: the mesh over the crop, drawn with the predicted camera;
-  ``NAME_side.png``: the mesh turned 90° about the vertical axis (same scale and
-  height). Both are `--render_size` pixels square (the crop is taken again from the
-  source at that size, so pictures are sharper than the model's input).
-
-Cropping, as SPIN's demo (`demo.py`): a box ``--bbox x,y,w,h`` is made square about its
-centre (side = the larger of w and h); an OpenPose JSON (BODY_25, the first person in
-it) gives the box of its keypoints with confidence > 0.2, centred on that box's middle
-(SPIN centres on the keypoints' mean instead: a middle keeps every keypoint inside the
-crop), side = 1.2 × its larger side; with neither, the whole image (side = the larger of
-H and W, centred). The box is then resampled to the run's `config.data.image_size` as
-the training crops are (`hkmr_jax.data.spin_format.crop_image`).
-
-The run's config is read back from ``WORKDIR/config.json`` (written by training), so the
-model, the image size and the body (built-in, or `config.body_model`) are the run's.
-
-Every output is written under a temporary name in the output folder and renamed into
-place; if anything for an image fails, none of its files remain. Errors (an unreadable
-image or one above `spin_format.MAX_IMAGE_PIXELS` pixels, a box outside the image or
-larger than `spin_format.MAX_BOX_FACTOR` × its larger side, an OpenPose file without
-confident keypoints, a missing run or checkpoint, a checkpoint that does not fit its
-config) are reported in a line naming the file, with what to do, and the command exits
-with status 2 (`--verbose`: with the traceback). With a folder, the other images are
-still processed.
-
-Library use::
-
-    predictor = Predictor.from_workdir("runs/hkmr")
-    image = read_image("person.jpg")                              # uint8 [H, W, 3]
-    box = box_from_bbox((120, 40, 200, 420), image.shape[:2])
-    crop = crop_image(image, box, predictor.image_size)           # uint8 [S, S, 3]
-    pred = predictor(crop[None])      # Prediction: pose [1, 24, 3], vertices [1, V, 3], …
-    overlay, side = render_views(crop_image(image, box, 224), pred.vertices[0],
-                                 predictor.faces, pred.camera[0])
+The library behind `hkmr-demo` / `python -m hkmr_jax.demo` (its command line:
+`hkmr_jax.demo_cli`): `Predictor` restores a run; `crop_image` crops as SPIN's demo and
+the training crops do; `render_views` draws the overlay and side view; `run_demo` writes
+each image's .obj, .npz/.json and PNGs atomically. Outputs, cropping rules, errors and a
+library example: docs/demo.md.
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -69,8 +20,6 @@ from typing import NamedTuple
 
 import jax
 import numpy as np
-
-from hkmr_jax import cli
 
 #: File name endings read in folder mode (case-insensitive).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -85,7 +34,7 @@ CAMERA_TO_VIEWER = np.diag([1.0, -1.0, -1.0])
 #: Largest `--render_size` (a 4096² picture is 50 MB as RGB, its float32 crop 200 MB).
 MAX_RENDER_SIZE = 4096
 
-_PROG = "hkmr-demo"
+PROG = "hkmr-demo"
 
 
 class DemoError(ValueError):
@@ -472,7 +421,7 @@ def output_names(name: str) -> dict[str, str]:
 
 def encode_outputs(name, vertices, faces, pose, betas, camera, box: Box, overlay, side,
                    info=None) -> dict[str, bytes]:  # fmt: skip
-    """Every output file of one image, as file name → bytes (see the module docstring).
+    """Every output file of one image, as file name → bytes (docs/demo.md).
 
     Args:
       name: the image's output name (file stem).
@@ -489,7 +438,7 @@ def encode_outputs(name, vertices, faces, pose, betas, camera, box: Box, overlay
     names = output_names(name)
     mesh = trimesh.Trimesh(np.asarray(vertices, np.float64) @ CAMERA_TO_VIEWER.T,
                            np.asarray(faces), process=False)  # fmt: skip
-    obj = mesh.export(file_type="obj", include_normals=False, header=f"{_PROG}: {name}")
+    obj = mesh.export(file_type="obj", include_normals=False, header=f"{PROG}: {name}")
     params = {
         "pose": np.asarray(pose, np.float32).reshape(24, 3),
         "betas": np.asarray(betas, np.float32).reshape(-1),
@@ -583,7 +532,7 @@ def find_box(image_size, path, bbox=None, openpose=None) -> Box:
 
 
 def output_stems(images: Sequence[pathlib.Path]) -> list[str]:
-    """Each image's output name (`NAME` in the module docstring), distinct by construction.
+    """Each image's output name (`NAME` in docs/demo.md), distinct by construction.
 
     An image is named by its stem (``ok.png`` → ``ok``) when no other image has that stem
     and no image's file name equals it; otherwise by its whole file name (``ok.png``).
@@ -606,7 +555,7 @@ def output_stems(images: Sequence[pathlib.Path]) -> list[str]:
 def run_demo(predictor: Predictor, images, out_dir, *, bbox=None, openpose=None,
              batch_size: int = 8, render_size: int = 224,
              progress: bool | None = None):  # fmt: skip
-    """Crop, predict, render and write every image (see the module docstring).
+    """Crop, predict, render and write every image (docs/demo.md).
 
     Args:
       predictor: a `Predictor`.
@@ -666,75 +615,7 @@ def _naming(path, error) -> str:
     return str(error) if str(path) in str(error) else f"{path}: {error}"
 
 
-def _parse_bbox(text: str):
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        values = []
-    if len(values) != 4:
-        raise argparse.ArgumentTypeError(
-            f"expected x,y,w,h (four numbers: top-left corner and size in pixels), got {text!r}"
-        )
-    return values
+if __name__ == "__main__":  # `python -m hkmr_jax.demo`: the command line
+    from hkmr_jax import demo_cli
 
-
-def main(argv=None) -> int:
-    """``hkmr-demo``: see the module docstring. Returns the exit status."""
-    parser = argparse.ArgumentParser(
-        prog=_PROG,
-        description="Recover a body mesh from images with a trained run: writes .obj, "
-        ".npz/.json parameters and overlay/side-view PNGs per image.",
-    )
-    parser.add_argument("--workdir", required=True, help="the training run's directory")
-    parser.add_argument("--image", required=True, help="an image, or a folder of images")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--bbox", type=_parse_bbox, metavar="X,Y,W,H",
-                       help="box around the person, pixels (default: the whole image); write "
-                       "--bbox=X,Y,W,H when X is negative")  # fmt: skip
-    where.add_argument("--openpose", metavar="JSON",
-                       help="OpenPose BODY_25 keypoints file (or, with a folder of images, a "
-                       "folder of <name>_keypoints.json)")  # fmt: skip
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
-    parser.add_argument("--batch_size", type=int, default=8, help="images per forward pass")
-    parser.add_argument("--render_size", type=int, default=224, help="side of the PNGs, px")
-    parser.add_argument("--verbose", action="store_true", help="print tracebacks of errors")
-    args = parser.parse_args(argv)
-    cli.set_verbose(args.verbose)
-    if args.batch_size < 1:
-        parser.error(f"--batch_size must be positive, got {args.batch_size}.")
-    if not 16 <= args.render_size <= MAX_RENDER_SIZE:
-        # The pictures (and their float32 crops) grow with its square.
-        parser.error(f"--render_size must be 16 to {MAX_RENDER_SIZE} pixels, got "
-                     f"{args.render_size}.")  # fmt: skip
-    try:
-        with cli.report_errors(_PROG):  # one line and exit status 2 (cli.report_errors)
-            images = list_images(args.image)
-            if args.openpose is not None:
-                openpose = pathlib.Path(args.openpose)
-                if not openpose.exists():
-                    raise DemoError(f"OpenPose file {openpose} does not exist.")
-                if len(images) > 1 and not openpose.is_dir():
-                    raise DemoError(
-                        "--image is a folder: give --openpose a folder of OpenPose files "
-                        "(<image name>_keypoints.json), not one file."
-                    )
-            if pathlib.Path(args.out).exists() and not pathlib.Path(args.out).is_dir():
-                raise DemoError(f"--out {args.out} exists and is not a folder.")
-            if len(images) == 1:  # fail fast, before the model loads (which takes a while)
-                find_box(read_image(images[0]).shape[:2], images[0], args.bbox, args.openpose)
-            predictor = Predictor.from_workdir(args.workdir, args.step)
-    except SystemExit as e:
-        return e.code
-    written, failed = run_demo(predictor, images, args.out, bbox=args.bbox,
-                               openpose=args.openpose, batch_size=args.batch_size,
-                               render_size=args.render_size)  # fmt: skip
-    for message in failed.values():
-        print(f"{_PROG}: error: {message}", file=sys.stderr)
-    print(f"{len(written)} of {len(images)} image(s) done (checkpoint step {predictor.step}); "
-          f"outputs in {args.out}")  # fmt: skip
-    return 2 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(demo_cli.main())

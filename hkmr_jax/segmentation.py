@@ -467,8 +467,6 @@ def contact_sheet(images, truths, predictions: dict, zoom: int = 2) -> np.ndarra
       images: [N, S, S, 3] uint8; truths: [N, S, S] labels; predictions: {name: [N, S, S]}.
       zoom: nearest-neighbour enlargement of every cell.
     """
-    from hkmr_jax import render as _render
-
     columns = [("image", np.asarray(images))]
     columns.append(("truth", np.stack([colourize(t) for t in truths])))
     for name, pred in predictions.items():
@@ -480,7 +478,7 @@ def contact_sheet(images, truths, predictions: dict, zoom: int = 2) -> np.ndarra
             cell = np.repeat(np.repeat(cells[r], zoom, axis=0), zoom, axis=1)
             if r == 0:
                 cell = cell.copy()
-                _render._caption(cell, name)
+                render.caption(cell, name)
             sheet[r * s : (r + 1) * s, c * s : (c + 1) * s] = cell
     return sheet
 

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 import smpl_jax
-from hkmr_jax import demo, train_lib
+from hkmr_jax import demo, demo_cli, train_lib
 from hkmr_jax.data import spin_format
 from smpl_jax import array_files
 
@@ -110,7 +110,7 @@ CHILD = """
 import contextlib, io, json, resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[2]), int(sys.argv[2])))
 import numpy as np
-from hkmr_jax import demo
+from hkmr_jax import demo, demo_cli
 from hkmr_jax.data import spin_format
 from smpl_jax import array_files
 root = sys.argv[1]
@@ -138,7 +138,7 @@ case("npy_declared", lambda: array_files.load_npy(f"{root}/declared.npy"))
 case("openpose_far", lambda: demo.box_from_openpose(f"{root}/far_keypoints.json", (80, 100)))
 err = io.StringIO()
 with contextlib.redirect_stderr(err):
-    rc = demo.main(["--workdir", f"{root}/no_run", "--image", f"{root}/ok.png", "--out",
+    rc = demo_cli.main(["--workdir", f"{root}/no_run", "--image", f"{root}/ok.png", "--out",
                     f"{root}/demo_out", "--bbox", "0,0,1e9,1e9"])
 print(json.dumps({"case": "demo_bbox_1e9", "type": str(rc), "msg": err.getvalue()}))
 print(json.dumps({"case": "maxrss_kib", "type": None,
@@ -233,7 +233,7 @@ def test_crop_equals_a_dense_reference_up_to_the_box_limit(center, scale):
 
 def test_taps_never_list_more_pixels_than_the_image_has():
     coords = np.linspace(-1e7, 1e7, 224)
-    idx, w = spin_format._taps(coords, 1e5, 50)
+    idx, w = spin_format.crop._taps(coords, 1e5, 50)
     assert idx.shape == w.shape == (224, 50)
     assert idx.min() >= 0 and idx.max() < 50
 
@@ -363,7 +363,7 @@ def test_other_user_array_files_name_file_and_key(tmp_path):
 
 def test_demo_render_size_is_bounded(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
-        demo.main(["--workdir", str(tmp_path), "--image", str(tmp_path / "a.png"), "--out",
+        demo_cli.main(["--workdir", str(tmp_path), "--image", str(tmp_path / "a.png"), "--out",
                    str(tmp_path / "out"), "--render_size", "100000"])  # fmt: skip
     assert e.value.code == 2
     assert "--render_size must be 16 to 4096 pixels, got 100000" in capsys.readouterr().err

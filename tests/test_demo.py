@@ -19,7 +19,7 @@ import pytest
 import trimesh
 
 import smpl_jax
-from hkmr_jax import checkpoint, cli, config_files, demo, train_lib
+from hkmr_jax import checkpoint, cli, config_files, demo, demo_cli, train_lib
 
 ROOT = Path(__file__).resolve().parents[1]
 RENDER = 48  # --render_size in these tests: small pictures, quick to draw
@@ -134,7 +134,7 @@ def test_one_image_writes_the_mesh_parameters_and_pictures(run, predictor, tmp_p
     out = tmp_path / "out"
     argv = ["--workdir", str(run), "--image", str(tmp_path / "person.png"), "--out", str(out),
             "--bbox", "30,10,50,70", "--render_size", str(RENDER)]  # fmt: skip
-    assert demo.main(argv) == 0
+    assert demo_cli.main(argv) == 0
     names = ["person.json", "person.npz", "person.obj", "person_overlay.png", "person_side.png"]
     assert _files(out) == names
 
@@ -189,7 +189,7 @@ def test_a_folder_is_done_in_batches_and_a_bad_image_fails_alone(run, predictor,
     out = tmp_path / "out"
     argv = ["--workdir", str(run), "--image", str(folder), "--out", str(out),
             "--batch_size", "2", "--render_size", str(RENDER)]  # fmt: skip
-    assert demo.main(argv) == 2  # d.png failed
+    assert demo_cli.main(argv) == 2  # d.png failed
     err = capsys.readouterr().err
     assert "cannot read image" in err and "d.png" in err and "a.png" not in err
     stems = sorted({p.name.split(".")[0].split("_")[0] for p in out.iterdir()})
@@ -234,7 +234,7 @@ def test_the_run_s_own_body_file_is_used(run, smpl_arrays, tmp_path):
 
 
 def _fails(argv, capsys, message, out):
-    assert demo.main(argv) == 2
+    assert demo_cli.main(argv) == 2
     err = capsys.readouterr().err
     assert message in err, err
     assert _files(out) == []
@@ -371,7 +371,7 @@ def test_colliding_stems_and_unusual_modes_in_a_folder(run, tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["--workdir", str(run), "--image", str(folder), "--out", str(out),
             "--render_size", str(RENDER)]  # fmt: skip
-    assert demo.main(argv) == 0, capsys.readouterr().err
+    assert demo_cli.main(argv) == 0, capsys.readouterr().err
     assert "5 of 5 image(s) done" in capsys.readouterr().out
     assert len(list(out.iterdir())) == 25
     for name, image in (("ok.png", "ok.png"), ("ok.jpg", "ok.jpg"), ("ok_png", "ok_png.png"),

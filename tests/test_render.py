@@ -1,4 +1,4 @@
-"""Tests of hkmr_jax.render: rasteriser, cameras, shading, visibility, drawing, the picture."""
+"""Tests of hkmr_jax.render (rasteriser, cameras, shading, visibility, drawing), body figure."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 
 from hkmr_jax import render
 from hkmr_jax.render import Camera
+from hkmr_jax.tools import body_figure
 from smpl_jax.skeleton import JOINT_NAMES
 
 
@@ -330,7 +331,7 @@ def test_main_writes_a_png(tmp_path, capsys):
     iio = pytest.importorskip("imageio.v3")
     pytest.importorskip("smpl_jax.synthetic")
     out = tmp_path / "sub" / "body.png"
-    assert render.main(["--out", str(out), "--cell", "48"]) == 0
+    assert body_figure.main(["--out", str(out), "--cell", "48"]) == 0
     image = iio.imread(out)
     assert image.shape == (96, 192, 3) and image.dtype == np.uint8
     assert len(np.unique(image.reshape(-1, 3), axis=0)) > 20  # not blank
@@ -391,4 +392,4 @@ def test_other_bad_inputs():
     with pytest.raises(ValueError, match="visible"):
         render.draw_keypoints(np.zeros((8, 8, 3)), np.zeros((2, 2)), visible=[True])
     with pytest.raises(ValueError, match="unknown joint"):
-        render._pose_vector({"left_elbw": (0, 0, 0)})
+        body_figure._pose_vector({"left_elbw": (0, 0, 0)})

@@ -162,7 +162,7 @@ def _flip_index(n: int, name: str) -> np.ndarray:
     return _J24_FLIP
 
 
-# float64 NumPy quaternions (w, x, y, z), also used by data/synthetic.py: label arithmetic
+# float64 NumPy quaternions (w, x, y, z), also used by data/synthetic/pose_law.py: label arithmetic
 # on the host, exact at the zero rotation and near the 180° rotations SPIN's camera frame
 # is full of. They are not `smpl_jax.rotation`'s (JAX, float32 without x64, another
 # small-angle series): switching would change the training labels' bits.

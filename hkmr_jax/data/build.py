@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import tensorflow_datasets as tfds
+
 from hkmr_jax import cli
 from hkmr_jax.data import spin_format
 
@@ -90,7 +92,7 @@ def _build(args):
                   file=sys.stderr)  # fmt: skip
             splits = present
     # TFDS's own per-split bars count without a total; ours know it.
-    spin_format.tfds.disable_progress_bar()
+    tfds.disable_progress_bar()
     return spin_format.build(
         args.dataset,
         args.manual_dir,

@@ -489,7 +489,7 @@ def test_the_command_builds_the_splits_it_has_and_names_the_others(manual_dir, t
     missing = manual_dir / "dataset_extras" / "lsp_dataset_original_train.npz"
     assert f"skipping lsp/train: no {missing}" in captured.err
     assert "building lsp split(s) test" in captured.err
-    assert f"spin_format/lsp at {out / 'spin_format' / 'lsp' / '1.0.0'} (test: 4)" in captured.out
+    assert f"spin_format/lsp at {out / 'spin_format' / 'lsp' / '1.1.0'} (test: 4)" in captured.out
     # TFDS's download announcements are replaced by what happens: a local build.
     assert "Downloading" not in captured.out and "downloaded" not in captured.out
     assert "Building spin_format/lsp from local files" in captured.out

@@ -1,8 +1,9 @@
-"""Tests of hkmr_jax.data.synthetic: the built-in rendered dataset (CONTRACT_data.md)."""
+"""Tests of hkmr_jax.data.synthetic (the built-in rendered dataset) and its contact sheet."""
 
 from __future__ import annotations
 
 import collections
+import pathlib
 import pickle
 import re
 
@@ -13,6 +14,7 @@ import smpl_jax
 from hkmr_jax import geometry, render
 from hkmr_jax.data import synthetic
 from hkmr_jax.data.synthetic import CachedDataset, SyntheticDataset
+from hkmr_jax.tools import synthetic_sheet
 from smpl_jax import skeleton
 from smpl_jax import synthetic as builtin
 
@@ -300,12 +302,13 @@ def test_knees_and_elbows_bend_the_anatomical_way():
         np.testing.assert_allclose(hi[right], [hi[left, 0], -lo[left, 1], -lo[left, 2]])
 
 
-def test_docstring_table_shows_the_limits():
-    doc = synthetic.__doc__
+def test_docs_table_shows_the_limits():
+    doc = (pathlib.Path(__file__).parents[2] / "docs" / "synthetic_data.md").read_text()
     for name, (x, y, z, mode) in synthetic.POSE_LIMITS_DEG.items():
         cells = [f"{a} … {b}" for a, b in (x, y, z)] + [f"({', '.join(map(str, mode))})"]
-        row = re.compile(r"^" + re.escape(name) + r"\s+" + r"\s+".join(map(re.escape, cells)), re.M)
-        assert row.search(doc), f"the docstring's row for {name} should read {cells}"
+        sep = r"\s*\|\s*"
+        row = re.compile(r"^\|\s*" + re.escape(name) + sep + sep.join(map(re.escape, cells)), re.M)
+        assert row.search(doc), f"docs/synthetic_data.md's row for {name} should read {cells}"
 
 
 def test_global_orientation_is_spins_convention():
@@ -377,7 +380,7 @@ def test_cache_round_trip(tmp_path):
 
 
 def test_contact_sheet(ds, tmp_path):
-    sheet = synthetic.contact_sheet(ds, 3, tmp_path / "sheet.png", columns=2, colors=64)
+    sheet = synthetic_sheet.contact_sheet(ds, 3, tmp_path / "sheet.png", columns=2, colors=64)
     assert sheet.shape == (2 * (S + 2), 2 * (S + 2), 3)
     import imageio.v3 as iio
 

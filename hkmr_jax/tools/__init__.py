@@ -1,0 +1,5 @@
+"""Command-line tools built on the library: the README's figures.
+
+`body_figure` (`hkmr-render-body`): the built-in body in poses and shapes;
+`synthetic_sheet`: a contact sheet of the synthetic dataset.
+"""
