@@ -197,7 +197,7 @@ def model_from_arrays(
     """Validate SMPL-format arrays (official keys and layouts) and build a model.
 
     Args:
-      arrays: the official keys (FORMATS.md); extra keys are ignored.
+      arrays: the official keys (docs/CONTRACT_smpl_jax.md); extra keys are ignored.
       num_betas: number of shape components to keep (v1.1.0 files have 300).
       dtype: float32 (default) or float64 (needs `jax_enable_x64`).
       source: where the arrays came from, for error messages.

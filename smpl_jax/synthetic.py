@@ -546,7 +546,7 @@ def generate(seed: int = 0) -> dict[str, np.ndarray]:
         clipped to ±1.5, from `numpy.random.default_rng(seed)`).
 
     Returns:
-      The official SMPL keys (FORMATS.md), float64 unless noted, metres:
+      The official SMPL keys (docs/CONTRACT_smpl_jax.md), float64 unless noted, metres:
       `v_template` [V, 3], `shapedirs` [V, 3, 10], `posedirs` [V, 3, 207],
       `J_regressor` [24, V] (dense, rows sum to 1), `weights` [V, 24],
       `kintree_table` [2, 24] uint32, `f` [F, 3] uint32, `J` [24, 3] (=

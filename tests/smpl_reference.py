@@ -2,8 +2,8 @@
 
 Loper, Mahmood, Romero, Pons-Moll, Black, "SMPL: A Skinned Multi-Person Linear Model",
 SIGGRAPH Asia 2015, §3 (Eqs. 1-9). Nothing here imports `smpl_jax`: the arrays are taken in
-the official file layouts (FORMATS.md) and every step is a plain loop over joints, so that
-a disagreement with the layer points at one of the two, never at shared code.
+the official file layouts (docs/CONTRACT_smpl_jax.md) and every step is a plain loop
+over joints, so that a disagreement with the layer points at one of the two, never at shared code.
 
   T_S   = T̄ + Σ_k β_k S_k                       shape blend (Eq. 8), S = shapedirs (V,3,NB)
   J     = 𝒥 T_S                                 joint regressor (Eq. 10), 𝒥 (24,V)

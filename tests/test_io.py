@@ -1,6 +1,6 @@
 """smpl_jax.io: official chumpy pickles (without chumpy), .npz, validation, safety.
 
-The chumpy-era pickles are written here, in the layout FORMATS.md describes: stand-in
+The chumpy-era pickles are written here, in the layout docs/CONTRACT_smpl_jax.md describes: stand-in
 classes registered under the module names `chumpy.ch` (Ch), `chumpy.reordering` (Select)
 and `scipy.sparse.csc` (csc_matrix) only while writing, a pickler that writes bytes and
 ASCII strings as Python 2 `str` (BINSTRING), protocol 2, and numpy's old module path

@@ -485,7 +485,7 @@ def test_bad_inputs_raise_value_error_naming_the_argument(case):
 
 
 def test_batch_mismatch_message_names_the_arguments():
-    """DESIGN.md: a user error names the thing; here, which input has which batch size."""
+    """docs/design.md: a user error names the thing; here, which input has which batch size."""
     with jax.enable_x64(False), pytest.raises(ValueError) as info:
         _small_body()(betas=np.zeros((2, 10)), body_pose=np.zeros((3, 69)))
     message = str(info.value)

@@ -1,6 +1,6 @@
 """MPII's per-joint visibility flags for the people of SPIN's `mpii_train.npz`.
 
-SPIN's MPII file (`shared/FORMATS.md`) keeps only whether a joint is annotated
+SPIN's MPII file (`docs/CONTRACT_data.md`) keeps only whether a joint is annotated
 (`part[..., 2]`); whether the annotated joint is *visible* is in MPII's own annotation
 file, `mpii_human_pose_v1_u12_1.mat` (in `mpii_human_pose_v1_u12_2.zip` from
 http://human-pose.mpi-inf.mpg.de/). Paper Table 4 (right), "MPII invisible joints", needs

@@ -1,6 +1,6 @@
 """SPIN-format TFDS builders: mock SPIN files → array_record → records equal to the input.
 
-The mock files follow SPIN's preprocessing (`shared/FORMATS.md`): an H36M validation file
+The mock files follow SPIN's preprocessing (`docs/CONTRACT_data.md`): an H36M validation file
 with `S` only (as `h36m_valid_protocol1.npz`), an LSP test file with `part` only, and
 flat-coloured JPEG images whose crops are checked against the centre/scale geometry.
 """
