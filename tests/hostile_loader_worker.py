@@ -9,7 +9,6 @@ crash (segfault) ends the process: the parent sees the last case started in stde
 """
 
 import json
-import resource
 import sys
 import types
 
@@ -30,6 +29,13 @@ def _numpy_fingerprint():
     return out
 
 
+def _peak_kib() -> int:
+    """This process's peak resident memory (VmHWM; ru_maxrss would include the RSS of the
+    process that forked it, which Linux carries across exec)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+
 def main(cases_path):
     import smpl_jax
     from hkmr_jax.fitting import gmm
@@ -43,7 +49,7 @@ def main(cases_path):
     with open(cases_path) as f:
         cases = json.load(f)
     before = _numpy_fingerprint()
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base_rss = _peak_kib()
     results = []
     for loader, path in cases:
         print(f"case {loader} {path}", file=sys.stderr, flush=True)
@@ -52,7 +58,7 @@ def main(cases_path):
             results.append(["ok", ""])
         except BaseException as e:
             results.append([type(e).__name__, str(e)[:2000]])
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _peak_kib()
     report = {
         "results": results,
         "numpy_unchanged": _numpy_fingerprint() == before,
