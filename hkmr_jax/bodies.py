@@ -37,3 +37,6 @@ def load_body(config):
             f"{list(regressor.shape)}."
         )
     return body, jnp.asarray(regressor)
+
+
+__all__ = ["load_body"]

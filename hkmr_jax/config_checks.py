@@ -160,3 +160,6 @@ def validate_config(config) -> None:
             )
     if problems:
         raise ConfigError("\n  ".join(["the config cannot run:", *problems]))
+
+
+__all__ = ["ConfigError", "validate_config"]

@@ -206,7 +206,7 @@ def train_pose_prior(config, workdir) -> dict[str, float]:
 
 def load_pose_prior(config, workdir=None):
     """The frozen pose prior as (graphdef, state), or None for `config.prior` 'none' or
-    'discriminator' (HMR's adversarial prior is trained in the step: `Trainer`).
+    'discriminator' (HMR's adversarial prior is trained in the step: `train_lib.Trainer`).
 
     'vae': a `PoseVAE(**config.prior_vae)` whose parameters come from
     `config.prior_checkpoint` (a directory written by `train_pose_prior`,

@@ -62,3 +62,6 @@ def _flatten(tree, prefix) -> dict[str, float]:
     elif isinstance(tree, int | float | np.number) and not isinstance(tree, bool):
         out[prefix] = float(tree)
     return out
+
+
+__all__ = ["check_evals", "evaluators", "run_evals"]

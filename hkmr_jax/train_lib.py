@@ -313,7 +313,7 @@ class Trainer:
         if fitting.get("enabled"):
             initial["fits"] = fit_targets_lib.initial_fits(config)
             if with_prior:  # (not for evaluation, which needs only the state's layout)
-                constants["fitter"] = fit_targets_lib.fitter(config, body, regressor, prior)
+                constants["fitter"] = fit_targets_lib.make_fitter(config, body, regressor, prior)
         discriminator_graphdef = None
         if config.get("prior") == "discriminator":
             critic = pose_prior.PoseDiscriminator(rngs=nnx.Rngs(int(config.seed) + 1))

@@ -176,3 +176,16 @@ def prepare_workdir(config, workdir: Path, overwrite: bool, extend: bool = False
         config = check_workdir(config, workdir, extend=extend)
     write_config(config, workdir, overwrite)
     return config
+
+
+__all__ = [
+    "ADDED_FIELDS",
+    "BOOKKEEPING_KEYS",
+    "WorkdirConfigError",
+    "WorkdirLock",
+    "WorkdirLockedError",
+    "check_workdir",
+    "config_dict",
+    "prepare_workdir",
+    "write_config",
+]

@@ -43,7 +43,11 @@ def restore(workdir, config):
 def test_fits_are_stored_used_and_resumed(tmp_path):
     config = spin_config()  # 6 steps of 8: half 'synthetic' (id 0), half 'synthetic_2d' (id 1)
     # One small VAE for the three runs below (without a checkpoint each would train one).
-    prior_train.train_pose_prior(config.prior_training, tmp_path / "vae")
+    # (It has the run's architecture, config.prior_vae, as load_pose_prior passes it in.)
+    training = config.prior_training.copy_and_resolve_references()
+    with training.unlocked():
+        training.prior_vae = dict(config.prior_vae)
+    prior_train.train_pose_prior(training, tmp_path / "vae")
     config.prior_checkpoint = str(tmp_path / "vae" / "params")
     full = train_lib.train_and_evaluate(config, tmp_path / "full")
     assert 0.0 <= full["train/fit/valid_fraction"] <= 1.0

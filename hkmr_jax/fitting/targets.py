@@ -1,4 +1,4 @@
-"""SPIN's fitting in the training loop: the run's fitter (`fitter`), the empty fit store
+"""SPIN's fitting in the training loop: the run's fitter (`make_fitter`), the empty fit store
 of its datasets (`initial_fits`) and one step's pose/shape targets (`fit_targets`).
 The choices are written down in docs/smplify.md."""
 
@@ -15,10 +15,10 @@ from hkmr_jax.models.params import RegressorOutput
 MAX_STORED_FITS = 4_000_000
 
 
-def fitter(config, body, regressor, prior) -> smplify.SMPLify:
-    """The SMPLify fitter of `config.fitting`, for `Trainer`. Works with
+def make_fitter(config, body, regressor, prior) -> smplify.SMPLify:
+    """The SMPLify fitter of `config.fitting`, for `train_lib.Trainer`. Works with
     `config.data.augment`: the step moves stored fits to and from each batch's
-    augmentation (`_fit_targets`)."""
+    augmentation (`fit_targets`)."""
     fitting = config.fitting
     settings = smplify.SMPLifyConfig(**dict(fitting.smplify))
     vae = prior if settings.pose_prior == "vae" else None
@@ -103,3 +103,6 @@ def fit_targets(fitter, fits, final: RegressorOutput, batch, threshold: float):
         "fit/pixel_error": jnp.mean(new.pixel_error),
     }
     return targets, (fits, metrics)
+
+
+__all__ = ["MAX_STORED_FITS", "fit_targets", "initial_fits", "make_fitter"]
