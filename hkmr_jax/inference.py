@@ -4,16 +4,9 @@
     run = inference.restore("runs/hkmr")       # the run's own WORKDIR/config.json
     out = run.predict(images)                   # uint8 [B, S, S, 3] → RegressorOutput
 
-`restore_model(config, workdir)` is the model alone (what `restore` builds on).
-`predict_fn(graphdef)` is the jitted (variables, uint8 images) → `RegressorOutput` that
-training's evaluation (`train_lib.Trainer.predictor`) uses too, so a restored run
-reproduces the numbers of its own end-of-training evaluation bit for bit (same program,
-same parameters, same batch size).
-
-Every failure a user can cause (no such workdir, no config.json, no checkpoint, a step
-that is not there, checkpoints that do not fit the config, a body file that is missing
-here) is a `cli.UserError` naming the thing; nothing is created or changed in the
-workdir.
+`restore_model` is the model alone; `predict_fn(graphdef)` the jitted program training's
+evaluation runs too (same numbers, bit for bit). A failure a user can cause is a
+`cli.UserError` naming the thing; nothing in the workdir changes. docs/training.md.
 """
 
 from __future__ import annotations

@@ -1,25 +1,12 @@
 """Training the pose VAE (paper §3.2 "Pose Prior") that HKMR's L_KL uses, frozen.
 
     python train.py --config configs/pose_prior.py --workdir runs/pose_vae
-    python train.py --config configs/pose_prior.py --workdir runs/pose_vae \\
-        --config.data.source=amass --config.data.amass_glob='~/amass/**/*_poses.npz'
 
-Data (`config.data.source`): 'synthetic' draws body poses from the built-in dataset's
-pose distribution (`data.synthetic.sample_body_poses` with `data.pose_spread`, fresh
-poses every step: nothing to overfit); 'amass' reads AMASS sequences
-(`pose_prior.load_amass_poses`, every `stride`-th frame) and holds `holdout` of the
-frames out (whole sequences, the last ones in sorted order) for validation. The
-objective is `PoseVAE.elbo_loss` (VPoser's: rotation-matrix reconstruction +
-`kl_weight` · KL) with Adam; the whole loop is `lax.scan`-ned in chunks of `log_every`
-steps (one host sync per chunk).
-
-Writes `WORKDIR/params` (`checkpoint.save_tree` of the VAE's state, what HKMR's
-`config.prior_checkpoint` points to; written once, at the end, under a temporary name
-then renamed), `WORKDIR/metrics.json` (validation reconstruction error) and
-`WORKDIR/config.json`.
-
-A run with `config.prior='vae'` gets its frozen VAE from `load_pose_prior`: restored
-from `config.prior_checkpoint`, or trained here first into `WORKDIR/pose_prior/`.
+`train_pose_prior` draws poses from the built-in law or reads AMASS, trains
+`PoseVAE.elbo_loss` with Adam and writes `WORKDIR/params` (what HKMR's
+`config.prior_checkpoint` points to). `load_pose_prior` gives a run its frozen VAE:
+restored from `config.prior_checkpoint`, or trained here first into
+`WORKDIR/pose_prior/`. Data, outputs and the loop: docs/pose_prior.md.
 """
 
 from __future__ import annotations
