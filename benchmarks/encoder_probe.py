@@ -25,7 +25,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from hkmr_jax import train_lib
+from hkmr_jax import inference
 from hkmr_jax.data import synthetic
 from hkmr_jax.models import encoder as encoder_lib
 
@@ -41,7 +41,7 @@ class KeypointProbe(nnx.Module):
         self.head = nnx.Linear(self.encoder.feature_dim, 48, rngs=rngs)
 
     def __call__(self, images):
-        return self.head(self.encoder(train_lib.normalize_images(images))).reshape(-1, 24, 2)
+        return self.head(self.encoder(inference.normalize_images(images))).reshape(-1, 24, 2)
 
 
 def pixel_error(pred, keypoints):

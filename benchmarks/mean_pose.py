@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from absl import app, flags
 from ml_collections import config_flags
 
-from hkmr_jax import eval_lib, train_lib
+from hkmr_jax import bodies, eval_lib
 from hkmr_jax.data import pipeline
 from hkmr_jax.models import mesh_regressor, params
 
@@ -29,7 +29,7 @@ _DATASET = flags.DEFINE_string("dataset", "synthetic", "Dataset name (its test s
 
 def mean_pose_baseline(config, dataset: str = "synthetic", limit: int | None = 300) -> dict:
     """`eval_lib.evaluate` of the constant mean-parameters prediction (see the docstring)."""
-    body, h36m_regressor = train_lib.load_body(config)
+    body, h36m_regressor = bodies.load_body(config)
     mean = mesh_regressor.mean_params_from_config(config.model.get("mean_params"))
     batch_size = 64
 

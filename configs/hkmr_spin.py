@@ -3,7 +3,7 @@
 The regressor's estimate starts a SMPLify fit to the 2D keypoints (`hkmr_jax.fitting.smplify`);
 the best fit of every example is kept (`hkmr_jax.fitting.fit_store`, checkpointed with the run)
 and supervises pose and shape where the example has no SMPL ground truth and the fit
-reprojects within SPIN's threshold (`train_lib._fit_targets`).
+reprojects within SPIN's threshold (`hkmr_jax.fitting.targets.fit_targets`).
 
 * default — the built-in data, half with full labels ('synthetic') and half with 2D
   keypoints only ('synthetic_2d', 5,000 people, each seen ~5 times), the default HKMR

@@ -290,8 +290,8 @@ def predict_images(model, body, crops) -> Prediction:
     """Run a model (eval mode) and the body on crops.
 
     Args:
-      model: a `MeshRegressor`, e.g. from `train_lib.restore_model`.
-      body: the `smpl_jax.SMPL` it was trained with (`train_lib.load_body(config)[0]`).
+      model: a `MeshRegressor`, e.g. from `inference.restore_model`.
+      body: the `smpl_jax.SMPL` it was trained with (`bodies.load_body(config)[0]`).
       crops: uint8 [B, S, S, 3] at the model's `config.data.image_size`.
 
     Returns:

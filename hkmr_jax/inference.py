@@ -4,15 +4,9 @@
     run = inference.restore("runs/hkmr")       # the run's own WORKDIR/config.json
     out = run.predict(images)                   # uint8 [B, S, S, 3] → RegressorOutput
 
-`predict_fn(graphdef)` is the jitted (variables, uint8 images) → `RegressorOutput` that
-training's evaluation (`train_lib.Trainer.predictor`) uses too, so a restored run
-reproduces the numbers of its own end-of-training evaluation bit for bit (same program,
-same parameters, same batch size).
-
-Every failure a user can cause (no such workdir, no config.json, no checkpoint, a step
-that is not there, checkpoints that do not fit the config, a body file that is missing
-here) is a `cli.UserError` naming the thing; nothing is created or changed in the
-workdir.
+`restore_model` is the model alone; `predict_fn(graphdef)` the jitted program training's
+evaluation runs too (same numbers, bit for bit). A failure a user can cause is a
+`cli.UserError` naming the thing; nothing in the workdir changes. docs/training.md.
 """
 
 from __future__ import annotations
@@ -26,7 +20,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
+from hkmr_jax import checkpoint as checkpoint_lib
+from hkmr_jax.bodies import load_body
 from hkmr_jax.cli import UserError
 from hkmr_jax.models import encoder as encoder_lib
 
@@ -127,6 +125,54 @@ class Restored(NamedTuple):
         return functools.partial(predict_fn(self.graphdef), self.variables)
 
 
+def _saved_structure(ckpt: checkpoint_lib.Checkpointer, step: int | None) -> dict:
+    """The saved state's structure from `step`, or from the newest step whose metadata
+    reads (a run's steps share it); {} if none does (restoring then reports why)."""
+    for candidate in [step] if step is not None else ckpt.steps()[::-1]:
+        try:
+            return ckpt.saved_structure(candidate)
+        except Exception:  # a damaged or missing step: restore() says so, with the fix
+            continue
+    return {}
+
+
+def restore_model(config, workdir, step: int | None = None) -> tuple[nnx.Module, int]:
+    """The model of a run's checkpoint (latest readable one, or `step`), in eval mode.
+
+    For evaluation programs: `model(normalize_images(images))` → RegressorOutput. Needs
+    neither the pose prior nor, for a run with SMPLify in the loop, its training data: the
+    fit store's layout is read from the checkpoint.
+    """
+    from hkmr_jax import train_lib  # not at the top: train_lib imports predict_fn from here
+
+    fitting = bool((config.get("fitting") or {}).get("enabled"))
+    if fitting:  # without fitting, Trainer.create does not size the store from the data
+        config = config.copy_and_resolve_references()
+        config.fitting.enabled = False
+    mesh = train_lib.make_mesh(jax.devices()[:1])
+    trainer = train_lib.Trainer.create(config, mesh, with_prior=False)
+    directory = pathlib.Path(workdir).expanduser().absolute() / "checkpoints"
+    ckpt = checkpoint_lib.Checkpointer(directory)
+    try:
+        target = checkpoint_lib.abstract_like(trainer.init_state())
+        if fitting and ckpt.latest_step() is not None:
+            saved = _saved_structure(ckpt, step)
+            replicated = NamedSharding(mesh, P())
+            target["fits"] = jax.tree.map(
+                lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
+                saved.get("fits", {}),
+            )
+        restored = ckpt.restore(target, step)
+    finally:
+        ckpt.close()
+    if restored is None:
+        raise FileNotFoundError(f"no checkpoint in {ckpt.directory}; train first.")
+    step, state = restored
+    model = nnx.merge(trainer.graphdef, state["params"], state["batch_stats"], state["rest"])
+    model.eval()
+    return model, step
+
+
 def restore(workdir, config=None, step: int | None = None) -> Restored:
     """Restore a run's latest readable checkpoint (or `step`) with its own config.
 
@@ -136,8 +182,6 @@ def restore(workdir, config=None, step: int | None = None) -> Restored:
         caller that lets the user change evaluation fields passes the changed one.
       step: a saved step (default: the newest that restores).
     """
-    from hkmr_jax import checkpoint, train_lib
-
     workdir = check_workdir(workdir)
     config = load_run_config(workdir) if config is None else config
     steps = saved_steps(workdir)
@@ -159,8 +203,8 @@ def restore(workdir, config=None, step: int | None = None) -> Restored:
     if config.model.get("encoder_init"):
         config.model.encoder_init = None
     try:
-        model, restored = train_lib.restore_model(config, workdir, step)
-    except checkpoint.CheckpointError as e:
+        model, restored = restore_model(config, workdir, step)
+    except checkpoint_lib.CheckpointError as e:
         lines = str(e).splitlines()
         first = (lines[1] if len(lines) > 1 else str(e))[:400]
         which = f"step {step}" if step is not None else "no saved step"
@@ -174,7 +218,7 @@ def restore(workdir, config=None, step: int | None = None) -> Restored:
     except (OSError, ValueError) as e:  # e.g. config.body_model is not on this machine
         raise UserError(f"cannot load the run in {workdir}: {e}") from None
     try:
-        body, regressor = train_lib.load_body(config)
+        body, regressor = load_body(config)
     except (OSError, ValueError) as e:
         raise UserError(
             f"cannot load the run's body (config.body_model / config.h36m_regressor of "

@@ -1,31 +1,23 @@
 """Training the pose VAE (paper §3.2 "Pose Prior") that HKMR's L_KL uses, frozen.
 
     python train.py --config configs/pose_prior.py --workdir runs/pose_vae
-    python train.py --config configs/pose_prior.py --workdir runs/pose_vae \\
-        --config.data.source=amass --config.data.amass_glob='~/amass/**/*_poses.npz'
 
-Data (`config.data.source`): 'synthetic' draws body poses from the built-in dataset's
-pose distribution (`data.synthetic.sample_body_poses` with `data.pose_spread`, fresh
-poses every step: nothing to overfit); 'amass' reads AMASS sequences
-(`pose_prior.load_amass_poses`, every `stride`-th frame) and holds `holdout` of the
-frames out (whole sequences, the last ones in sorted order) for validation. The
-objective is `PoseVAE.elbo_loss` (VPoser's: rotation-matrix reconstruction +
-`kl_weight` · KL) with Adam; the whole loop is `lax.scan`-ned in chunks of `log_every`
-steps (one host sync per chunk).
-
-Writes `WORKDIR/params` (`checkpoint.save_tree` of the VAE's state, what HKMR's
-`config.prior_checkpoint` points to; written once, at the end, under a temporary name
-then renamed), `WORKDIR/metrics.json` (validation reconstruction error) and
-`WORKDIR/config.json`.
+`train_pose_prior` draws poses from the built-in law or reads AMASS, trains
+`PoseVAE.elbo_loss` with Adam and writes `WORKDIR/params` (what HKMR's
+`config.prior_checkpoint` points to). `load_pose_prior` gives a run its frozen VAE:
+restored from `config.prior_checkpoint`, or trained here first into
+`WORKDIR/pose_prior/`. Data, outputs and the loop: docs/pose_prior.md.
 """
 
 from __future__ import annotations
 
+import copy
 import glob
 import json
 import os
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import jax
@@ -33,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from jax.experimental import multihost_utils
 
 from hkmr_jax import checkpoint as checkpoint_lib
 from hkmr_jax.data import synthetic
@@ -198,4 +191,67 @@ def train_pose_prior(config, workdir) -> dict[str, float]:
     return results
 
 
-__all__ = ["SOURCES", "config_problems", "train_pose_prior"]
+def load_pose_prior(config, workdir=None):
+    """The frozen pose prior as (graphdef, state), or None for `config.prior` 'none' or
+    'discriminator' (HMR's adversarial prior is trained in the step: `train_lib.Trainer`).
+
+    'vae': a `PoseVAE(**config.prior_vae)` whose parameters come from
+    `config.prior_checkpoint` (a directory written by `train_pose_prior`,
+    `WORKDIR/params`). Without one, the VAE is trained first with
+    `config.prior_training` (`configs/pose_prior.py`'s fields; the built-in pose
+    distribution by default) into `workdir/pose_prior/` and reused from there on resume;
+    without a workdir either, it is untrained, with a warning.
+    """
+    kind = config.get("prior", "none")
+    if kind in (None, "none", "discriminator"):  # the discriminator trains with the model
+        return None
+    if kind != "vae":
+        raise ValueError(f"unknown config.prior {kind!r}; choose 'vae', 'none' or 'discriminator'.")
+    vae = pose_prior.PoseVAE(**dict(config.get("prior_vae", {})), rngs=nnx.Rngs(0))
+    graphdef, state = nnx.split(vae)
+    state = nnx.to_pure_dict(state)
+    path = config.get("prior_checkpoint")
+    if not path and workdir is not None and config.get("prior_training") is not None:
+        training = config.prior_training
+        names = {n for d in config.data.datasets for n in d["name"].split("+")}
+        if training.data.source == "synthetic" and not all(
+            n.startswith("synthetic") for n in names
+        ):
+            raise ValueError(
+                "config.prior='vae' without config.prior_checkpoint would train the prior on "
+                "the built-in synthetic poses, but this run trains on real data "
+                f"({sorted(names)}). Train one on AMASS (python train.py --config "
+                "configs/pose_prior.py:amass ...) and set config.prior_checkpoint."
+            )
+        # The run's own architecture and pose law, passed one way into a copy (the run's
+        # config stays as given).
+        training = copy.deepcopy(training)
+        with training.unlocked():
+            training.prior_vae = dict(config.get("prior_vae", {}))
+        if training.data.source == "synthetic" and training.data.get("pose_spread") is None:
+            training.data.pose_spread = config.data.get("synthetic_pose_spread")
+        directory = Path(workdir) / "pose_prior"
+        if jax.process_index() == 0:
+            train_pose_prior(training, directory)
+        if jax.process_count() > 1:  # the others wait for process 0's file
+            multihost_utils.sync_global_devices("pose_prior")
+        path = directory / "params"
+    if path:
+        try:
+            state = checkpoint_lib.restore_tree(path, checkpoint_lib.abstract_like(state))
+        except (ValueError, KeyError) as e:
+            raise ValueError(
+                f"the pose prior at {path} does not match config.prior_vae "
+                f"{dict(config.get('prior_vae', {}))}: {e}"
+            ) from e
+    else:
+        warnings.warn(
+            "config.prior='vae' without config.prior_checkpoint: using an UNTRAINED pose "
+            "VAE as the prior. Train one (configs/pose_prior.py) and set "
+            "config.prior_checkpoint.",
+            stacklevel=2,
+        )
+    return graphdef, state
+
+
+__all__ = ["SOURCES", "config_problems", "load_pose_prior", "train_pose_prior"]

@@ -511,7 +511,7 @@ def _sheet(args) -> int:
     import jax
     from flax import nnx
 
-    from hkmr_jax import config_files, eval_lib, train_lib
+    from hkmr_jax import bodies, config_files, eval_lib, inference
     from hkmr_jax.data import pipeline
 
     configs, workdirs = args.configs.split(","), args.workdirs.split(",")
@@ -528,10 +528,10 @@ def _sheet(args) -> int:
             dataset = pipeline.make_source("synthetic", "test", config.data).with_segmentation()
             examples = [dataset[i] for i in range(args.num)]
             images = np.stack([e["image"] for e in examples])
-        model, _ = train_lib.restore_model(config, workdir)
+        model, _ = inference.restore_model(config, workdir)
         graphdef, variables = nnx.split(model)
-        out = nnx.merge(graphdef, variables)(train_lib.normalize_images(jax.numpy.asarray(images)))
-        body, _ = train_lib.load_body(config)
+        out = nnx.merge(graphdef, variables)(inference.normalize_images(jax.numpy.asarray(images)))
+        body, _ = bodies.load_body(config)
         vertices = np.asarray(eval_lib.predicted_vertices(out, body))
         parts = PartLabels.from_body(body)
         cameras = np.asarray(out.final.camera)

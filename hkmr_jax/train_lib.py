@@ -1,58 +1,21 @@
-"""Training: `train_and_evaluate(config, workdir)` — state, the data-parallel step,
-checkpoints, logging and the evaluator hook.
+"""Training: `train_and_evaluate(config, workdir)`, top to bottom: the model
+(`build_model`), the optimizer and its learning-rate schedule (`make_optimizer`), the
+data-parallel step (`_per_device`, one `jax.shard_map` over the mesh `('data',)`), the
+state and its placement (`Trainer`), then the loop (checkpoints, logs, evaluators).
 
-The model is split once, functionally: `graphdef, params, batch_stats, rest =
-nnx.split(model, nnx.Param, nnx.BatchStat, ...)`. The training state is a plain pytree
-(dict) of arrays — `step`, `params`, `batch_stats` (BatchNorm running statistics),
-`rest` (other model state: constants, dropout RNG counters), `opt_state` (optax) and
-`bad_step` — that one jitted step maps to the next state. It is what checkpoints hold.
-
-The step is data-parallel over every device: `jax.shard_map` over a 1-D mesh `('data',)`;
-the global batch is sharded `P('data')` (placed before the call: the mesh's axes are
-Explicit), the state is replicated `P()`. Each device computes the loss and gradients
-of its shard; gradients, loss terms and BatchNorm running statistics are averaged with
-`jax.lax.pmean`, so every replica applies the same update and stays identical. Within
-the forward pass, BatchNorm normalises with per-device batch statistics unless the
-encoder is built with `bn_axis_name='data'` (`config.model.encoder.bn_axis_name`), which
-averages them over the mesh (synchronised BN: the step's result then does not depend on
-the number of devices). Dropout keys (HMR) are folded with the device index, so devices
-draw different masks.
-
-A non-finite loss or gradient never reaches the parameters: the step keeps the previous
-state and records the first such step on the device (`bad_step`); the host reads it at
-the next log or checkpoint (no per-step host round-trip) and stops with
-`NonFiniteLossError` naming the step; no checkpoint is written after it.
-
-Evaluators (`config.evals`, a list of `{name, dataset='synthetic', split='test', ...}`)
-run every `config.eval_every` steps (if > 0) and at the end. `name` is looked up in
-`hkmr_jax.eval_lib.EVALUATORS`;
-each is called as `evaluator(ctx, source, **other_fields)` with `ctx` holding `predict`
-(uint8 images [B, S, S, 3] → `RegressorOutput`, eval mode), `body`, `h36m_regressor` and
-`batch_size`, and returns a (nested) dict of numbers, logged as `eval/<label>/...`.
-
-The workdir (`train_and_evaluate`): the config is checked first (`validate_config`),
-then `WORKDIR/.lock` is taken (`WorkdirLock`), the saved `config.json` compared
-(`check_workdir`; `extend` lets `num_steps` grow), the model built, and only then is
-`config.json` written. Damaged newest steps are renamed aside and trained again.
+The state is a plain pytree (dict) that one jitted step maps to the next; how it is
+sharded, how a non-finite step is caught and what the workdir holds: docs/training.md.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
-import copy
 import dataclasses
-import fcntl
 import functools
 import json
-import math
-import os
-import shutil
 import signal
-import socket
-import threading
 import time
-import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -61,84 +24,32 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import tqdm
 from flax import nnx
-from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
+from tensorboardX import SummaryWriter
 
-import smpl_jax
 from hkmr_jax import checkpoint as checkpoint_lib
-from hkmr_jax import eval_lib, losses, models, prior_train
-from hkmr_jax.cli import UserError
+from hkmr_jax import losses, models
+from hkmr_jax import workdir as workdir_lib
+from hkmr_jax.bodies import load_body
+from hkmr_jax.config_checks import ConfigError, validate_config
 from hkmr_jax.data import pipeline
-from hkmr_jax.fitting import fit_store, smplify
+from hkmr_jax.fitting import targets as fit_targets_lib
 from hkmr_jax.inference import normalize_images, predict_fn
-from hkmr_jax.models import encoder as encoder_lib
 from hkmr_jax.models import pose_prior
-from hkmr_jax.models.params import RegressorOutput
-
-#: Config fields that do not change what a step computes (the input pipeline's threads,
-#: prefetch and worker processes give the same batches): a run may resume with new values.
-BOOKKEEPING_KEYS = frozenset(
-    {"log_every", "checkpoint_every", "keep_checkpoints", "eval_every", "evals",
-     "eval_batch_size", "progress_bar", "allow_builtin_body", "allow_random_encoder",
-     "data.num_threads", "data.prefetch", "data.worker_count"}
-)  # fmt: skip
-#: Fields added to the configs after runs were made, with the value that behaves as the
-#: code did before them: a run whose config.json lacks one resumes with that value.
-ADDED_FIELDS = {"model.compute_dtype": "float32", "optimizer.schedule_steps": None}
+from hkmr_jax.models.torchvision_import import load_torchvision_resnet
+from hkmr_jax.prior_train import load_pose_prior
+from hkmr_jax.signals import StopRequest
+from hkmr_jax.train_evals import run_evals
 
 
 class NonFiniteLossError(FloatingPointError):
     """The loss or a gradient became NaN or infinite; training stopped."""
 
 
-class WorkdirConfigError(ValueError):
-    """The workdir holds a run of a different config."""
-
-
-class ConfigError(ValueError):
-    """A config value that cannot work (checked before anything is written)."""
-
-
-class WorkdirLockedError(UserError):
-    """Another trainer holds the workdir's lock."""
-
-
-# ----------------------------------------------------------------------------- pieces
-
-
-def load_body(config):
-    """(SMPL body, Human3.6M regressor [17, V]) from `config.body_model` and
-    `config.h36m_regressor` (paths; None: the built-in body and its regressor)."""
-    from smpl_jax import synthetic
-
-    body_path, regressor_path = config.get("body_model"), config.get("h36m_regressor")
-    if not body_path:
-        if regressor_path:
-            raise ValueError(
-                "config.h36m_regressor is set but config.body_model is not: the built-in "
-                "body has its own regressor; set both (SMPL + SPIN's J_regressor_h36m.npy)."
-            )
-        return synthetic.load_builtin(), jnp.asarray(synthetic.h36m_regressor())
-    body = smpl_jax.load(body_path)
-    if not regressor_path:
-        raise ValueError(
-            f"config.body_model = {body_path!r} needs config.h36m_regressor: the [17, V] "
-            "Human3.6M regressor of that body (SPIN's data/J_regressor_h36m.npy for SMPL)."
-        )
-    # A .npy (SPIN's file), or an .npz holding that one array; numbers only, no pickle.
-    from smpl_jax import array_files
-
-    source = f"config.h36m_regressor {regressor_path}"
-    regressor = array_files.load_array(regressor_path, what="[17, V] H36M regressor")
-    regressor = array_files.numeric(regressor, source).astype(np.float32)
-    if regressor.shape != (17, body.num_vertices):
-        raise ValueError(
-            f"{regressor_path}: expected a [17, {body.num_vertices}] regressor, got "
-            f"{list(regressor.shape)}."
-        )
-    return body, jnp.asarray(regressor)
+# ----------------------------------------------------------------------------- the pieces
 
 
 def build_model(config) -> nnx.Module:
@@ -153,8 +64,6 @@ def build_model(config) -> nnx.Module:
     model = models.create(model_config, nnx.Rngs(int(config.seed)))
     init = config.model.get("encoder_init")
     if init:
-        from hkmr_jax.models.torchvision_import import load_torchvision_resnet
-
         load_torchvision_resnet(init, model.encoder)
     return model
 
@@ -196,38 +105,6 @@ def make_optimizer(config) -> tuple[optax.GradientTransformation, Callable]:
     return tx, schedule
 
 
-#: Datasets with more examples than this get no stored fits (e.g. the synthetic train
-#: stream): their fits are used in the step that makes them and not kept.
-MAX_STORED_FITS = 4_000_000
-
-
-def _fitter(config, body, regressor, prior) -> smplify.SMPLify:
-    """The SMPLify fitter of `config.fitting`, for `Trainer`. Works with
-    `config.data.augment`: the step moves stored fits to and from each batch's
-    augmentation (`_fit_targets`)."""
-    fitting = config.fitting
-    settings = smplify.SMPLifyConfig(**dict(fitting.smplify))
-    vae = prior if settings.pose_prior == "vae" else None
-    if settings.pose_prior == "vae" and vae is None:
-        raise ValueError(
-            "config.fitting.smplify.pose_prior='vae' needs config.prior='vae' (the frozen "
-            "VAE is SMPLify's pose prior); or set fitting.smplify.pose_prior to 'gmm' "
-            "(with fitting.gmm_path) or 'none'."
-        )
-    return smplify.SMPLify.create(body, regressor, settings, vae=vae,
-                                  gmm=fitting.get("gmm_path"))  # fmt: skip
-
-
-def _initial_fits(config) -> dict:
-    """The empty fit store (`fit_store.to_arrays` layout) of the training datasets."""
-    sizes = {str(k): n for k, n in enumerate(pipeline.dataset_sizes(config))
-             if n <= MAX_STORED_FITS}  # fmt: skip
-    if not sizes:
-        return {}
-    num_betas = int(config.model.mean_params.get("num_betas", 10))
-    return fit_store.to_arrays(fit_store.create(sizes, num_betas))
-
-
 def discriminator_optimizer(config: Mapping) -> optax.GradientTransformation:
     """The discriminator's optimizer (`config['discriminator']`): HMR's Adam with learning
     rate 1e-3 and weight decay 1e-4 (HMR adds it to the loss as L2; here it is decoupled,
@@ -235,69 +112,6 @@ def discriminator_optimizer(config: Mapping) -> optax.GradientTransformation:
     d = config.get("discriminator") or {}
     return optax.adamw(float(d.get("learning_rate", 1e-3)),
                        weight_decay=float(d.get("weight_decay", 1e-4)))  # fmt: skip
-
-
-def load_pose_prior(config, workdir=None):
-    """The frozen pose prior as (graphdef, state), or None for `config.prior` 'none' or
-    'discriminator' (HMR's adversarial prior is trained in the step: `Trainer`).
-
-    'vae': a `PoseVAE(**config.prior_vae)` whose parameters come from
-    `config.prior_checkpoint` (a directory written by `prior_train.train_pose_prior`,
-    `WORKDIR/params`). Without one, the VAE is trained first with
-    `config.prior_training` (`configs/pose_prior.py`'s fields; the built-in pose
-    distribution by default) into `workdir/pose_prior/` and reused from there on resume;
-    without a workdir either, it is untrained, with a warning.
-    """
-    kind = config.get("prior", "none")
-    if kind in (None, "none", "discriminator"):  # the discriminator trains with the model
-        return None
-    if kind != "vae":
-        raise ValueError(f"unknown config.prior {kind!r}; choose 'vae', 'none' or 'discriminator'.")
-    vae = pose_prior.PoseVAE(**dict(config.get("prior_vae", {})), rngs=nnx.Rngs(0))
-    graphdef, state = nnx.split(vae)
-    state = nnx.to_pure_dict(state)
-    path = config.get("prior_checkpoint")
-    if not path and workdir is not None and config.get("prior_training") is not None:
-        training = config.prior_training
-        names = {n for d in config.data.datasets for n in d["name"].split("+")}
-        if training.data.source == "synthetic" and not all(
-            n.startswith("synthetic") for n in names
-        ):
-            raise ValueError(
-                "config.prior='vae' without config.prior_checkpoint would train the prior on "
-                "the built-in synthetic poses, but this run trains on real data "
-                f"({sorted(names)}). Train one on AMASS (python train.py --config "
-                "configs/pose_prior.py:amass ...) and set config.prior_checkpoint."
-            )
-        # The run's own architecture and pose law, passed one way into a copy (the run's
-        # config stays as given).
-        training = copy.deepcopy(training)
-        with training.unlocked():
-            training.prior_vae = dict(config.get("prior_vae", {}))
-        if training.data.source == "synthetic" and training.data.get("pose_spread") is None:
-            training.data.pose_spread = config.data.get("synthetic_pose_spread")
-        directory = Path(workdir) / "pose_prior"
-        if jax.process_index() == 0:
-            prior_train.train_pose_prior(training, directory)
-        if jax.process_count() > 1:  # the others wait for process 0's file
-            multihost_utils.sync_global_devices("pose_prior")
-        path = directory / "params"
-    if path:
-        try:
-            state = checkpoint_lib.restore_tree(path, checkpoint_lib.abstract_like(state))
-        except (ValueError, KeyError) as e:
-            raise ValueError(
-                f"the pose prior at {path} does not match config.prior_vae "
-                f"{dict(config.get('prior_vae', {}))}: {e}"
-            ) from e
-    else:
-        warnings.warn(
-            "config.prior='vae' without config.prior_checkpoint: using an UNTRAINED pose "
-            "VAE as the prior. Train one (configs/pose_prior.py) and set "
-            "config.prior_checkpoint.",
-            stacklevel=2,
-        )
-    return graphdef, state
 
 
 def make_mesh(devices=None) -> jax.sharding.Mesh:
@@ -349,9 +163,13 @@ def _per_device(spec: _StepSpec, tx, traces: list, state, batch, constants):
         out = model(images)
         targets, fit_aux = batch, None
         if fitting.get("enabled"):  # SPIN: fits of this step's estimates supervise it
-            targets, fit_aux = _fit_targets(constants["fitter"], state["fits"],
-                                            jax.lax.stop_gradient(out).final, batch,
-                                            float(fitting["threshold"]))  # fmt: skip
+            targets, fit_aux = fit_targets_lib.fit_targets(
+                constants["fitter"],
+                state["fits"],
+                jax.lax.stop_gradient(out).final,
+                batch,
+                float(fitting["threshold"]),
+            )
         loss, terms = losses.regressor_loss(
             out, targets, constants["body"], constants["h36m_regressor"], weights, prior_kl,
             axis_name="data",
@@ -381,20 +199,9 @@ def _per_device(spec: _StepSpec, tx, traces: list, state, batch, constants):
         new_state["fits"], fit_metrics = fit_aux  # the store is identical on every device
         terms = {**terms, **jax.lax.pmean(fit_metrics, "data")}
     if discriminator:  # ... and the discriminator's update, on the same batch
-        d_state = state["discriminator"]
-
-        def d_loss_fn(d_params):
-            critic = nnx.merge(spec.discriminator_graphdef, d_params)
-            return losses.discriminator_loss(critic, out, batch, axis_name="data")
-
-        d_loss, d_grads = jax.value_and_grad(d_loss_fn)(d_state["params"])
-        d_loss, d_grads = jax.lax.pmean((d_loss, d_grads), "data")
-        d_tx = discriminator_optimizer(spec.config)
-        d_updates, d_opt_state = d_tx.update(d_grads, d_state["opt_state"], d_state["params"])
-        new_state["discriminator"] = {
-            "params": optax.apply_updates(d_state["params"], d_updates),
-            "opt_state": d_opt_state,
-        }
+        new_state["discriminator"], d_loss, d_grads = _discriminator_update(
+            spec, state["discriminator"], out, batch
+        )
         terms = {**terms, "discriminator": d_loss}
         checked = (loss, grads, d_loss, d_grads)
     finite = losses.is_finite(checked)
@@ -409,67 +216,21 @@ def _per_device(spec: _StepSpec, tx, traces: list, state, batch, constants):
     return new_state, {"loss": loss, **terms, "grad_norm": optax.tree.norm(grads)}
 
 
-def _fit_targets(fitter, fits, final: RegressorOutput, batch, threshold: float):
-    """SPIN's in-the-loop fitting for one device's batch (SPIN's trainer.py, ported).
+def _discriminator_update(spec: _StepSpec, d_state, out, batch):
+    """HMR's discriminator step on this batch, with its own optimizer
+    (`discriminator_optimizer`): (new {params, opt_state}, loss, gradients), averaged
+    over 'data'."""
 
-    SMPLify starts from the regressor's final estimate (`final`, gradient stopped); the
-    stored best fit of each example (`fits`, `fit_store.to_arrays` layout, replicated)
-    is re-scored on this batch's keypoints with its own least-squares camera; the better
-    of the two is kept in the store and, where its error is below `threshold`, is the
-    pose/shape target (the ground truth where `has_smpl`).
+    def d_loss_fn(d_params):
+        critic = nnx.merge(spec.discriminator_graphdef, d_params)
+        return losses.discriminator_loss(critic, out, batch, axis_name="data")
 
-    Frames (SPIN's `FitsDict`): the store holds poses in the examples' original frame,
-    while this batch's keypoints, labels and new fits are in its augmented frame (the
-    batch's `augment_rotation` / `augment_flip`; taken as 0 when absent). Stored poses
-    are moved into the batch's frame (`fit_store.to_batch_frame`) before they are
-    re-scored and used as targets, and new fits back (`fit_store.to_original_frame`)
-    before they are stored.
-
-    Returns:
-      (batch with `pose`, `betas`, `has_smpl` replaced by the targets and their validity,
-      (the updated store, metrics)).
-    """
-    ids, indices, keypoints = batch["dataset_id"], batch["example_id"], batch["keypoints"]
-    no_augment = jnp.zeros(ids.shape, keypoints.dtype)
-    rot = batch.get(pipeline.AUGMENT_ROTATION, no_augment)
-    flip = batch.get(pipeline.AUGMENT_FLIP, no_augment)
-    new = fitter.fit_from_regressor(final, keypoints)
-    if fits:
-        # Datasets without stored fits (streams) have no arrays (orbax cannot save empty
-        # ones): give them empty blocks so that dataset ids stay positions.
-        empty = fit_store.to_arrays(fit_store.create(
-            {str(k): 0 for k in range(1 + max(map(int, fits)))}, new.betas.shape[-1]
-        ))  # fmt: skip
-        store = fit_store.from_arrays({**empty, **fits}, tuple(empty))
-        old_pose, old_betas, _, fitted = fit_store.lookup(store, ids, indices)
-        old_pose = fit_store.to_batch_frame(old_pose, rot, flip)
-        old_error = fitter.refit_error(old_pose, old_betas, keypoints)
-        old_error = jnp.where(fitted, old_error, jnp.inf)
-        store = fit_store.update(store, ids, indices,
-                                 fit_store.to_original_frame(new.pose, rot, flip), new.betas,
-                                 new.reprojection_error, current_error=old_error,
-                                 axis_name="data")  # fmt: skip
-        fits = {k: v for k, v in fit_store.to_arrays(store).items() if k in fits}
-    else:
-        old_pose, old_betas = jnp.zeros_like(new.pose), jnp.zeros_like(new.betas)
-        old_error = jnp.full_like(new.reprojection_error, jnp.inf)
-    better = new.reprojection_error < old_error
-    pose = jnp.where(better[:, None], new.pose, old_pose)
-    betas = jnp.where(better[:, None], new.betas, old_betas)
-    error = jnp.where(better, new.reprojection_error, old_error)
-    pose, betas, valid = fit_store.select_targets(
-        pose, betas, error, batch["pose"], batch["betas"], batch["has_smpl"], threshold
-    )
-    targets = dict(batch, pose=pose, betas=betas, has_smpl=valid.astype(batch["betas"].dtype))
-    no_smpl = batch["has_smpl"] <= 0
-    count = jnp.maximum(jnp.sum(no_smpl), 1)
-    metrics = {
-        # Over the examples without SMPL ground truth (the ones fits supervise).
-        "fit/valid_fraction": jnp.sum(valid & no_smpl) / count,
-        "fit/improved_fraction": jnp.sum(better & no_smpl) / count,
-        "fit/pixel_error": jnp.mean(new.pixel_error),
-    }
-    return targets, (fits, metrics)
+    d_loss, d_grads = jax.value_and_grad(d_loss_fn)(d_state["params"])
+    d_loss, d_grads = jax.lax.pmean((d_loss, d_grads), "data")
+    d_tx = discriminator_optimizer(spec.config)
+    d_updates, d_opt_state = d_tx.update(d_grads, d_state["opt_state"], d_state["params"])
+    new = {"params": optax.apply_updates(d_state["params"], d_updates), "opt_state": d_opt_state}
+    return new, d_loss, d_grads
 
 
 #: `_StepSpec` → (jitted step, its trace counter): every `Trainer` with the same spec in
@@ -550,15 +311,15 @@ class Trainer:
         }
         fitting = config.get("fitting") or {}
         if fitting.get("enabled"):
-            initial["fits"] = _initial_fits(config)
+            initial["fits"] = fit_targets_lib.initial_fits(config)
             if with_prior:  # (not for evaluation, which needs only the state's layout)
-                constants["fitter"] = _fitter(config, body, regressor, prior)
+                constants["fitter"] = fit_targets_lib.make_fitter(config, body, regressor, prior)
         discriminator_graphdef = None
         if config.get("prior") == "discriminator":
             critic = pose_prior.PoseDiscriminator(rngs=nnx.Rngs(int(config.seed) + 1))
             discriminator_graphdef, d_params = nnx.split(critic)
             d_params = nnx.to_pure_dict(d_params)
-            d_opt_state = discriminator_optimizer(_config_dict(config)).init(d_params)
+            d_opt_state = discriminator_optimizer(workdir_lib.config_dict(config)).init(d_params)
             initial["discriminator"] = {"params": d_params, "opt_state": d_opt_state}
         trainer = cls(config, mesh, graphdef, tx, schedule, constants, initial,
                       None if prior is None else prior[0], discriminator_graphdef)  # fmt: skip
@@ -589,7 +350,7 @@ class Trainer:
 
     @functools.cached_property
     def _spec(self) -> _StepSpec:
-        config = _config_dict(self.config)
+        config = workdir_lib.config_dict(self.config)
         relevant = json.dumps({k: config.get(k) for k in _STEP_FIELDS}, sort_keys=True)
         return _StepSpec(self.graphdef, self.prior_graphdef, self.discriminator_graphdef,
                          self.mesh, relevant)  # fmt: skip
@@ -620,390 +381,17 @@ class Trainer:
         return functools.partial(predict_fn(graphdef), variables)
 
 
-# ----------------------------------------------------------------------------- evaluators
-
-
-def evaluators() -> dict[str, Callable]:
-    """Evaluator name → function (`hkmr_jax.eval_lib.EVALUATORS`)."""
-    return dict(eval_lib.EVALUATORS)
-
-
-def check_evals(config) -> None:
-    """Fail early (before training) on unknown evaluator names."""
-    known = evaluators()
-    for spec in config.get("evals", None) or ():
-        if spec.get("name") not in known:
-            raise ValueError(
-                f"unknown evaluator {spec.get('name')!r} in config.evals; valid: "
-                f"{', '.join(sorted(known))}."
-            )
-
-
-def run_evals(trainer: Trainer, state, sources: dict) -> dict[str, float]:
-    """Every `config.evals` entry on the current state → flat {'eval/<label>/<key>': x}."""
-    config = trainer.config
-    specs = list(config.get("evals", None) or ())
-    if not specs:
-        return {}
-    known = evaluators()
-    batch_size = int(config.get("eval_batch_size", 32))
-    body = jax.device_get(trainer.constants["body"])
-    regressor = jax.device_get(trainer.constants["h36m_regressor"])
-    ctx = eval_lib.EvalContext(trainer.predictor(state), body, regressor, batch_size)
-    results = {}
-    for spec in specs:
-        spec = dict(spec)
-        name = spec.pop("name")
-        dataset, split = spec.pop("dataset", "synthetic"), spec.pop("split", "test")
-        label = spec.pop("label", f"{dataset}_{split}_{name}")
-        if (dataset, split) not in sources:
-            sources[dataset, split] = pipeline.make_source(dataset, split, config.data)
-        result = known[name](ctx, sources[dataset, split], **spec)
-        results.update(_flatten(result, f"eval/{label}"))
-    return results
-
-
-def _flatten(tree, prefix) -> dict[str, float]:
-    out = {}
-    if isinstance(tree, Mapping):
-        for k, v in tree.items():
-            out.update(_flatten(v, f"{prefix}/{k}"))
-    elif isinstance(tree, int | float | np.number) and not isinstance(tree, bool):
-        out[prefix] = float(tree)
-    return out
-
-
-# ----------------------------------------------------------------------------- the config
-
-#: What `paper` variants need and where it comes from (`validate_config`).
-_PAPER_INPUTS = {
-    "allow_builtin_body": (
-        "body_model",
-        "the SMPL body (SMPL_NEUTRAL.pkl from https://smpl.is.tue.mpg.de, with "
-        "--config.h36m_regressor=J_regressor_h36m.npy from SPIN's data)",
-        "train on the built-in toy body",
-    ),
-    "allow_random_encoder": (
-        "model.encoder_init",
-        "the encoder's ImageNet weights (torchvision's resnet50-0676ba61.pth, "
-        "https://download.pytorch.org/models/resnet50-0676ba61.pth)",
-        "train the encoder from random weights",
-    ),
-}
-
-
-def _get(config, dotted: str):
-    value = config
-    for key in dotted.split("."):
-        value = value.get(key) if isinstance(value, Mapping) or hasattr(value, "get") else None
-        if value is None:
-            return None
-    return value
-
-
-def validate_config(config) -> None:
-    """Check `config`'s values and paths before anything runs or is written.
-
-    Positive sizes and step counts, a batch divisible by the devices, known names
-    (model, encoder, prior, optimizer, datasets, evaluators), readable files and
-    directories for every path field, and, for `paper` variants (`allow_builtin_body`
-    / `allow_random_encoder` False), the SMPL body and the encoder's weights.
-
-    Raises:
-      ConfigError: every problem found, one line each, naming the field and the fix.
-    """
-    problems: list[str] = []
-
-    def integer(name, minimum, required=True):
-        value = _get(config, name)
-        if value is None and not required:
-            return
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            what = "a positive integer" if minimum == 1 else f"an integer ≥ {minimum}"
-            problems.append(f"config.{name}={value!r}: must be {what}.")
-
-    def choice(name, valid, default=None):
-        value = _get(config, name)
-        value = default if value is None else value
-        if value not in valid:
-            problems.append(f"config.{name}={value!r}: unknown; choose one of {sorted(valid)}.")
-
-    for name in ("batch_size", "num_steps", "checkpoint_every", "data.image_size"):
-        integer(name, 1)
-    integer("log_every", 1, required=False)  # these have defaults
-    integer("eval_batch_size", 1, required=False)
-    integer("eval_every", 0, required=False)
-    integer("keep_checkpoints", 1, required=False)
-    integer("optimizer.warmup_steps", 0, required=False)
-    integer("optimizer.schedule_steps", 1, required=False)
-    batch = config.get("batch_size")
-    if isinstance(batch, int) and batch > 0 and batch % jax.device_count():
-        n = jax.device_count()
-        problems.append(
-            f"config.batch_size={batch} is not divisible by the {n} devices: use a multiple "
-            f"of {n}, e.g. {-(-batch // n) * n}."
-        )
-    lr = _get(config, "optimizer.learning_rate")
-    if not isinstance(lr, int | float) or not math.isfinite(lr) or lr <= 0:
-        problems.append(f"config.optimizer.learning_rate={lr!r}: must be a positive number.")
-    choice("model.name", models.mesh_regressor.REGRESSORS)
-    choice("model.encoder.name", encoder_lib.ENCODER_NAMES)
-    choice("prior", ("none", "vae", "discriminator"), default="none")
-    choice("optimizer.name", ("adam", "adamw"), default="adam")
-    choice("optimizer.schedule", ("constant", "cosine"), default="constant")
-    datasets = list(_get(config, "data.datasets") or ())
-    if not datasets:
-        problems.append("config.data.datasets is empty: give at least one {name, ratio}.")
-    names = [(f"config.data.datasets[{i}]", d.get("name"), d.get("ratio"))
-             for i, d in enumerate(datasets)]  # fmt: skip
-    for i, spec in enumerate(config.get("evals", None) or ()):
-        names.append((f"config.evals[{i}]", spec.get("dataset", "synthetic"), 1.0))
-    data_dir = _get(config, "data.data_dir")
-    for where, name, ratio in names:
-        for part in str(name).split("+"):
-            if part in pipeline._FACTORIES:
-                continue
-            if part not in pipeline.dataset_names():
-                problems.append(f"{where}: unknown dataset {part!r}; valid names: "
-                                f"{', '.join(pipeline.dataset_names())}.")  # fmt: skip
-            elif not data_dir:
-                problems.append(f"{where}: dataset {part!r} needs config.data.data_dir, the "
-                                "TFDS directory it was built into (python -m "
-                                f"hkmr_jax.data.build --dataset {part} ...).")  # fmt: skip
-        if not isinstance(ratio, int | float) or not ratio > 0:
-            problems.append(f"{where}: ratio {ratio!r} must be > 0.")
-    try:
-        check_evals(config)
-    except ValueError as e:
-        problems.append(str(e))
-    for field in ("body_model", "h36m_regressor", "body_model_male", "body_model_female",
-                  "model.encoder_init", "model.mean_params.path", "fitting.gmm_path"):  # fmt: skip
-        path = _get(config, field)
-        if path and not os.access(os.path.expanduser(path), os.R_OK):
-            why = "no such file" if not os.path.exists(os.path.expanduser(path)) else "not readable"
-            problems.append(f"config.{field}={path!r}: {why}; give the path of that file.")
-    for field in ("prior_checkpoint", "data.data_dir"):
-        path = _get(config, field)
-        if path and not os.path.isdir(os.path.expanduser(path)):
-            problems.append(f"config.{field}={path!r}: no such directory.")
-    if config.get("h36m_regressor") and not config.get("body_model"):
-        problems.append("config.h36m_regressor is set but config.body_model is not: the "
-                        "built-in body has its own regressor; set both.")  # fmt: skip
-    if config.get("body_model") and not config.get("h36m_regressor"):
-        problems.append("config.body_model needs config.h36m_regressor: the [17, V] "
-                        "Human3.6M regressor of that body (SPIN's J_regressor_h36m.npy)."
-                        )  # fmt: skip
-    if config.get("prior") == "vae" and not config.get("prior_checkpoint"):
-        training = config.get("prior_training")
-        if training is not None:
-            problems += [f"config.prior_training.{p[7:]}"
-                         for p in prior_train.config_problems(training)]  # fmt: skip
-            real = sorted({n for d in datasets for n in str(d.get("name")).split("+")
-                           if not n.startswith("synthetic")})  # fmt: skip
-            if training.data.get("source") == "synthetic" and real:
-                problems.append(
-                    "config.prior='vae' needs config.prior_checkpoint: without one the prior "
-                    f"would be trained on the built-in poses, but this run uses real data "
-                    f"({', '.join(real)}). Train one on AMASS (configs/pose_prior.py:amass) "
-                    "and set --config.prior_checkpoint=WORKDIR/params."
-                )
-    for flag, (field, what, consequence) in _PAPER_INPUTS.items():
-        if config.get(flag, True) is False and not _get(config, field):
-            problems.append(
-                f"config.{field} is not set: this config needs {what}. Set "
-                f"--config.{field}=PATH, or pass --config.{flag}=True to {consequence} "
-                "deliberately."
-            )
-    if problems:
-        raise ConfigError("\n  ".join(["the config cannot run:", *problems]))
-
-
-# ----------------------------------------------------------------------------- the workdir
-
-
-def _config_dict(config) -> dict:
-    return json.loads(config.to_json_best_effort(sort_keys=True))
-
-
-def _differences(old, new, prefix="") -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        out = []
-        for k in sorted(set(old) | set(new)):
-            if f"{prefix}{k}" in BOOKKEEPING_KEYS:
-                continue
-            # A field added to the configs since the run started: as before, else None.
-            before = ADDED_FIELDS.get(f"{prefix}{k}")
-            out += _differences(old.get(k, before), new.get(k), f"{prefix}{k}.")
-        return out
-    return [] if old == new else [f"{prefix[:-1]}: {old!r} → {new!r}"]
-
-
-class WorkdirLock:
-    """One trainer per workdir: an exclusive `fcntl.flock` on `WORKDIR/.lock`, which
-    holds the holder's PID, host and start time (for the message a second trainer
-    gets). The kernel releases the lock when its process dies, however it dies, so a
-    lock left by a killed trainer is simply taken over. Only process 0 of a multi-host
-    job takes it."""
-
-    def __init__(self, workdir: Path):
-        self.path = Path(workdir) / ".lock"
-        self._file = None
-
-    def __enter__(self) -> WorkdirLock:
-        if jax.process_index() != 0:
-            return self
-        handle = open(self.path, "a+")  # held until __exit__
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            handle.close()
-            raise WorkdirLockedError(
-                f"{self.path.parent} is in use by another trainer ({holder}); wait for it "
-                "to finish or stop it, or use another --workdir."
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-        handle.write(f"PID {os.getpid()} on {socket.gethostname()}, since {started}\n")
-        handle.flush()
-        self._file = handle
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._file is not None:
-            fcntl.flock(self._file, fcntl.LOCK_UN)
-            self._file.close()
-            self._file = None
-
-
-def check_workdir(config, workdir: Path, *, extend: bool = False):
-    """The config to run in `workdir`, after comparing `config` with the run's saved
-    `config.json` (nothing is written).
-
-    A run may resume with different bookkeeping fields (`BOOKKEEPING_KEYS`). With
-    `extend`, `num_steps` may also grow: the returned config keeps the run's
-    learning-rate schedule (`optimizer.schedule_steps` = the length it was planned for)
-    so that the extra steps run at the schedule's final rate. Any other difference is
-    refused.
-
-    Raises:
-      WorkdirConfigError: the differences, and what to do (never deleting silently).
-    """
-    path = workdir / "config.json"
-    if not path.exists():
-        return config
-    old = json.loads(path.read_text())
-    new = _config_dict(config)
-    old_schedule = (old.get("optimizer") or {}).get("schedule_steps")
-    if new["optimizer"].get("schedule_steps") is None and old_schedule is not None:
-        new["optimizer"]["schedule_steps"] = old_schedule  # the run's (set by --extend)
-    diff = _differences(old, new)
-    more = [d for d in diff if d.startswith("num_steps:")]
-    grows = more and int(new["num_steps"]) > int(old["num_steps"])
-    if extend and grows and len(diff) == len(more):
-        schedule = old_schedule or int(old["num_steps"])
-        config = config.copy_and_resolve_references()
-        with config.unlocked():
-            config.optimizer.schedule_steps = schedule
-        if jax.process_index() == 0:
-            print(f"extending {workdir} from {old['num_steps']} to {config.num_steps} steps; "
-                  f"the learning-rate schedule keeps its length ({schedule} steps) and the "
-                  "extra steps run at its final rate", flush=True)  # fmt: skip
-        return config
-    if not diff:
-        if old_schedule is not None:  # resuming an extended run
-            config = config.copy_and_resolve_references()
-            with config.unlocked():
-                config.optimizer.schedule_steps = old_schedule
-        return config
-    hint = "Use another --workdir for a new run"
-    if grows and len(diff) == len(more) and not extend:
-        hint = (
-            "To train this run longer, add --extend (only num_steps may change; the "
-            "extra steps run at the schedule's final learning rate). Or use another "
-            "--workdir"
-        )
-    elif extend:
-        hint = (
-            "--extend allows only a larger num_steps; undo the other changes, or use "
-            "another --workdir"
-        )
-    raise WorkdirConfigError(
-        f"{workdir} holds a run of a different config ({path}); differences:\n  "
-        + "\n  ".join(diff[:20])
-        + f"\n{hint}. (--overwrite DELETES that run's checkpoints and logs and starts afresh.)"
-    )
-
-
-def write_config(config, workdir: Path, overwrite: bool = False) -> None:
-    """Write `workdir/config.json` (atomically, process 0); with `overwrite`, first
-    delete the old run's `config.json`, `checkpoints/` and `tb/` (nothing else)."""
-    path = workdir / "config.json"
-    workdir.mkdir(parents=True, exist_ok=True)
-    if jax.process_index() != 0:
-        return
-    if overwrite:
-        for name in ("checkpoints", "tb"):
-            shutil.rmtree(workdir / name, ignore_errors=True)
-        path.unlink(missing_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(_config_dict(config), indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
-def prepare_workdir(config, workdir: Path, overwrite: bool, extend: bool = False):
-    """`check_workdir` (skipped with `overwrite`), then `write_config`; the config to run."""
-    workdir = Path(workdir)
-    if not overwrite:
-        config = check_workdir(config, workdir, extend=extend)
-    write_config(config, workdir, overwrite)
-    return config
-
-
-# ----------------------------------------------------------------------------- signals
-
-
-class _StopRequest:
-    """SIGTERM / SIGINT set a flag that the loop checks between steps (a second SIGINT
-    interrupts at once). Handlers are installed only in the main thread."""
-
-    def __init__(self):
-        self.signal: int | None = None
-        self._previous = {}
-
-    def _handle(self, signum, frame):
-        if self.signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signal = signum
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
 # ----------------------------------------------------------------------------- the loop
 
 
 def _writer(workdir: Path, start_step: int):
     if jax.process_index() != 0:
         return None
-    from tensorboardX import SummaryWriter
-
     # purge_step drops events a previous, interrupted run wrote after its last checkpoint.
     return SummaryWriter(str(workdir / "tb"), purge_step=start_step or None)
 
 
 def _progress(config, start, total):
-    import tqdm
-
     disable = not config.get("progress_bar", True) or jax.process_index() != 0
     return tqdm.tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, disable=disable)
 
@@ -1049,10 +437,10 @@ def train_and_evaluate(config, workdir, *, overwrite: bool = False, extend: bool
         raise ConfigError(f"--workdir {workdir} is a file, not a directory.")
     created = not workdir.exists()
     workdir.mkdir(parents=True, exist_ok=True)
-    with WorkdirLock(workdir) as lock:
+    with workdir_lib.WorkdirLock(workdir) as lock:
         try:
             if not overwrite:
-                config = check_workdir(config, workdir, extend=extend)
+                config = workdir_lib.check_workdir(config, workdir, extend=extend)
             trainer = Trainer.create(config, workdir=workdir)
         except BaseException:
             if created and jax.process_index() == 0:  # leave no trace of a failed start
@@ -1060,7 +448,7 @@ def train_and_evaluate(config, workdir, *, overwrite: bool = False, extend: bool
                 with contextlib.suppress(OSError):  # not empty: something else wrote
                     workdir.rmdir()
             raise
-        write_config(config, workdir, overwrite)
+        workdir_lib.write_config(config, workdir, overwrite)
         return _run(trainer, config, workdir, stop_after)
 
 
@@ -1129,7 +517,7 @@ def _train_loop(trainer, state, start, num_steps, checkpoint_every, ckpt, workdi
             writer.flush()
 
     try:
-        with _StopRequest() as stop:
+        with StopRequest() as stop:
             while step < end and stop.signal is None:
                 batch = trainer.global_batch(next(data))
                 state, step_metrics = trainer.step(state, batch)
@@ -1199,64 +587,12 @@ def _summary(results, start, signum, workdir):
     print("\n".join(lines), flush=True)
 
 
-def _saved_structure(ckpt: checkpoint_lib.Checkpointer, step: int | None) -> dict:
-    """The saved state's structure from `step`, or from the newest step whose metadata
-    reads (a run's steps share it); {} if none does (restoring then reports why)."""
-    for candidate in [step] if step is not None else ckpt.steps()[::-1]:
-        try:
-            return ckpt.saved_structure(candidate)
-        except Exception:  # a damaged or missing step: restore() says so, with the fix
-            continue
-    return {}
-
-
-def restore_model(config, workdir, step: int | None = None) -> tuple[nnx.Module, int]:
-    """The model of a run's checkpoint (latest readable one, or `step`), in eval mode.
-
-    For evaluation programs: `model(normalize_images(images))` → RegressorOutput. Needs
-    neither the pose prior nor, for a run with SMPLify in the loop, its training data: the
-    fit store's layout is read from the checkpoint.
-    """
-    fitting = bool((config.get("fitting") or {}).get("enabled"))
-    if fitting:  # without fitting, Trainer.create does not size the store from the data
-        config = config.copy_and_resolve_references()
-        config.fitting.enabled = False
-    mesh = make_mesh(jax.devices()[:1])
-    trainer = Trainer.create(config, mesh, with_prior=False)
-    ckpt = checkpoint_lib.Checkpointer(Path(workdir).expanduser().absolute() / "checkpoints")
-    try:
-        target = checkpoint_lib.abstract_like(trainer.init_state())
-        if fitting and ckpt.latest_step() is not None:
-            saved = _saved_structure(ckpt, step)
-            replicated = NamedSharding(mesh, P())
-            target["fits"] = jax.tree.map(
-                lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
-                saved.get("fits", {}),
-            )
-        restored = ckpt.restore(target, step)
-    finally:
-        ckpt.close()
-    if restored is None:
-        raise FileNotFoundError(f"no checkpoint in {ckpt.directory}; train first.")
-    step, state = restored
-    model = nnx.merge(trainer.graphdef, state["params"], state["batch_stats"], state["rest"])
-    model.eval()
-    return model, step
-
-
 __all__ = [
-    "BOOKKEEPING_KEYS",
     "NonFiniteLossError",
     "Trainer",
-    "WorkdirConfigError",
     "build_model",
-    "evaluators",
-    "load_body",
-    "load_pose_prior",
+    "discriminator_optimizer",
     "make_mesh",
     "make_optimizer",
-    "normalize_images",
-    "restore_model",
-    "run_evals",
     "train_and_evaluate",
 ]

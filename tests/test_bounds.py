@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 import smpl_jax
-from hkmr_jax import demo, demo_cli, train_lib
+from hkmr_jax import bodies, demo, demo_cli
 from hkmr_jax.data import spin_format
 from smpl_jax import array_files
 
@@ -299,7 +299,7 @@ def body_file(tmp_path, smpl_arrays) -> Path:
 
 
 def _load_body(body, regressor):
-    return train_lib.load_body(
+    return bodies.load_body(
         ml_collections.ConfigDict({"body_model": str(body), "h36m_regressor": str(regressor)})
     )
 

@@ -20,6 +20,7 @@ import trimesh
 
 import smpl_jax
 from hkmr_jax import checkpoint, cli, config_files, demo, demo_cli, train_lib
+from hkmr_jax import workdir as workdir_lib
 
 ROOT = Path(__file__).resolve().parents[1]
 RENDER = 48  # --render_size in these tests: small pictures, quick to draw
@@ -37,7 +38,7 @@ def run(tmp_path_factory) -> Path:
     """A smoke run's workdir: config.json and a checkpoint at step 0."""
     config = _smoke_config()
     workdir = tmp_path_factory.mktemp("demo") / "run"
-    train_lib.prepare_workdir(config, workdir, overwrite=False)
+    workdir_lib.prepare_workdir(config, workdir, overwrite=False)
     trainer = train_lib.Trainer.create(config, train_lib.make_mesh(jax.devices()[:1]))
     ckpt = checkpoint.Checkpointer(workdir / "checkpoints")
     ckpt.save(0, trainer.init_state())

@@ -16,7 +16,8 @@ import jax
 import numpy as np
 import pytest
 
-from hkmr_jax import checkpoint, config_files, eval_cli, inference, train_lib
+from hkmr_jax import checkpoint, config_files, eval_cli, inference, train_evals, train_lib
+from hkmr_jax import workdir as workdir_lib
 
 ROOT = Path(__file__).resolve().parents[1]
 EVALS = [{"name": "standard", "dataset": "synthetic", "split": "test", "limit": 6}]
@@ -35,7 +36,7 @@ def run(tmp_path_factory):
     """(workdir, training's own end-of-run evaluation of its step-5 state)."""
     config = _smoke_config()
     workdir = tmp_path_factory.mktemp("eval_cli") / "run"
-    train_lib.prepare_workdir(config, workdir, overwrite=False)
+    workdir_lib.prepare_workdir(config, workdir, overwrite=False)
     trainer = train_lib.Trainer.create(config, train_lib.make_mesh(jax.devices()[:1]))
     state = trainer.init_state()
     leaves, tree = jax.tree.flatten(state["params"])
@@ -48,7 +49,7 @@ def run(tmp_path_factory):
     ckpt.save(5, state)
     ckpt.close()
     # What `train_and_evaluate` runs at the end of training, on that state.
-    own = train_lib.run_evals(trainer, state, {})
+    own = train_evals.run_evals(trainer, state, {})
     return workdir, own
 
 

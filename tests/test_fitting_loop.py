@@ -14,10 +14,11 @@ import pytest
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-from hkmr_jax import checkpoint, config_files, prior_train, train_lib
+from hkmr_jax import bodies, checkpoint, config_files, inference, prior_train, train_lib
 from hkmr_jax.data import augment, pipeline, synthetic
 from hkmr_jax.data.augment import AugmentParams
 from hkmr_jax.fitting import fit_store, smplify
+from hkmr_jax.fitting import targets as fit_targets_lib
 from smpl_jax import rotation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,10 +43,11 @@ def restore(workdir, config):
 def test_fits_are_stored_used_and_resumed(tmp_path):
     config = spin_config()  # 6 steps of 8: half 'synthetic' (id 0), half 'synthetic_2d' (id 1)
     # One small VAE for the three runs below (without a checkpoint each would train one).
-    vae = config.prior_training.copy_and_resolve_references()
-    with vae.unlocked():
-        vae.prior_vae = dict(config.prior_vae)  # the run's architecture, as load_pose_prior
-    prior_train.train_pose_prior(vae, tmp_path / "vae")
+    # (It has the run's architecture, config.prior_vae, as load_pose_prior passes it in.)
+    training = config.prior_training.copy_and_resolve_references()
+    with training.unlocked():
+        training.prior_vae = dict(config.prior_vae)
+    prior_train.train_pose_prior(training, tmp_path / "vae")
     config.prior_checkpoint = str(tmp_path / "vae" / "params")
     full = train_lib.train_and_evaluate(config, tmp_path / "full")
     assert 0.0 <= full["train/fit/valid_fraction"] <= 1.0
@@ -77,7 +79,7 @@ def test_fits_are_stored_used_and_resumed(tmp_path):
     config.data.data_dir = str(tmp_path / "no_data_here")
     with pytest.raises(Exception, match="coco"):
         pipeline.dataset_sizes(config)
-    model, step = train_lib.restore_model(config, tmp_path / "full")
+    model, step = inference.restore_model(config, tmp_path / "full")
     assert step == 6 and not (tmp_path / "full" / "pose_prior").exists()
     restored_params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     jax.tree.map(np.testing.assert_array_equal, restored_params, jax.device_get(state["params"]))
@@ -125,7 +127,7 @@ class _FakeFitter:
 def _fit_targets_on_one_device(fitter, fits, batch, threshold=100.0):
     mesh = train_lib.make_mesh(jax.devices()[:1])
     step = jax.shard_map(
-        lambda f, b: train_lib._fit_targets(fitter, f, None, b, threshold),
+        lambda f, b: fit_targets_lib.fit_targets(fitter, f, None, b, threshold),
         mesh=mesh, in_specs=(P(), P()), out_specs=P(), check_vma=False,
     )  # fmt: skip
     return jax.device_get(jax.jit(step)(fits, batch))
@@ -201,7 +203,7 @@ def test_moved_fits_reproject_onto_the_augmented_keypoints():
     original frame and moved to a flipped / rotated / scaled batch's frame, fits that
     batch's augmented keypoints as well as it fits the original ones; not moved, it
     does not."""
-    body, regressor = train_lib.load_body(spin_config())
+    body, regressor = bodies.load_body(spin_config())
     fitter = smplify.SMPLify.create(body, regressor, smplify.SMPLifyConfig(pose_prior="none"))
     source = synthetic.SyntheticDataset(split="train", size=64, seed=0)
     examples = [source[i] for i in range(6)]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from hkmr_jax import config_files, prior_train, train_lib
+from hkmr_jax import config_files, prior_train
 from hkmr_jax.data import synthetic
 from hkmr_jax.models import pose_prior
 from smpl_jax import skeleton
@@ -72,7 +72,7 @@ def test_vae_trains_on_synthetic_poses_and_hkmr_loads_it(tmp_path):
     hkmr = train_lib_config()
     hkmr.prior, hkmr.prior_vae = "vae", dict(config.prior_vae)
     hkmr.prior_checkpoint = str(tmp_path / "vae" / "params")
-    graphdef, state = train_lib.load_pose_prior(hkmr)
+    graphdef, state = prior_train.load_pose_prior(hkmr)
     restored = nnx.merge(graphdef, nnx.State(state))
     again = prior_train._validation_metrics(restored, prior_train._Poses(config).validation)
     assert again["validation/geodesic_deg"] == pytest.approx(after, rel=1e-5)
@@ -84,7 +84,7 @@ def test_vae_trains_on_synthetic_poses_and_hkmr_loads_it(tmp_path):
 
     hkmr.prior_vae = dict(latent_dim=16, hidden_dim=64)
     with pytest.raises(ValueError, match=r"does not match config\.prior_vae"):
-        train_lib.load_pose_prior(hkmr)
+        prior_train.load_pose_prior(hkmr)
 
 
 def test_hkmr_without_prior_checkpoint_trains_one_in_the_workdir(tmp_path):
@@ -92,7 +92,7 @@ def test_hkmr_without_prior_checkpoint_trains_one_in_the_workdir(tmp_path):
     hkmr.prior, hkmr.prior_vae = "vae", dict(latent_dim=8, hidden_dim=32)
     hkmr.prior_training = prior_config()
     hkmr.prior_training.prior_vae = dict(latent_dim=4, hidden_dim=16)  # not the run's: unused
-    assert train_lib.load_pose_prior(hkmr, tmp_path) is not None
+    assert prior_train.load_pose_prior(hkmr, tmp_path) is not None
     assert (tmp_path / "pose_prior" / "params").is_dir()
     # The VAE trained in the workdir has the run's own architecture, config.prior_vae.
     trained = json.loads((tmp_path / "pose_prior" / "config.json").read_text())
@@ -101,7 +101,7 @@ def test_hkmr_without_prior_checkpoint_trains_one_in_the_workdir(tmp_path):
     # Real data: a prior of the built-in poses would be silently wrong; ask for AMASS.
     hkmr.data.datasets = [dict(name="h36m", ratio=1.0)]
     with pytest.raises(ValueError, match=r"Train one on AMASS"):
-        train_lib.load_pose_prior(hkmr, tmp_path / "real")
+        prior_train.load_pose_prior(hkmr, tmp_path / "real")
 
 
 def test_bad_prior_configs_are_named(tmp_path):

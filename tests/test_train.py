@@ -23,7 +23,8 @@ import jax
 import numpy as np
 import pytest
 
-from hkmr_jax import checkpoint, config_files, train_lib
+from hkmr_jax import checkpoint, config_files, prior_train, train_lib
+from hkmr_jax import workdir as workdir_lib
 from hkmr_jax.data import pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,21 +163,21 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
 
 def test_a_workdir_of_another_config_is_refused(tmp_path):
     config = smoke_config()
-    train_lib.prepare_workdir(config, tmp_path, overwrite=False)
+    workdir_lib.prepare_workdir(config, tmp_path, overwrite=False)
     other = smoke_config()
     other.optimizer.learning_rate = 0.5
     expected = f"optimizer.learning_rate: {config.optimizer.learning_rate!r} → 0.5"
-    with pytest.raises(train_lib.WorkdirConfigError, match=re.escape(expected)):
+    with pytest.raises(workdir_lib.WorkdirConfigError, match=re.escape(expected)):
         train_lib.train_and_evaluate(other, tmp_path)
     # Bookkeeping fields may change between runs.
     relogged = smoke_config()
     relogged.log_every = 1
     relogged.evals = [{"name": "standard"}]
-    train_lib.prepare_workdir(relogged, tmp_path, overwrite=False)
+    workdir_lib.prepare_workdir(relogged, tmp_path, overwrite=False)
     # --overwrite deletes the old run (checkpoints, logs, config.json) and nothing else.
     (tmp_path / "checkpoints" / "3").mkdir(parents=True)
     (tmp_path / "notes.txt").write_text("mine")
-    train_lib.prepare_workdir(other, tmp_path, overwrite=True)
+    workdir_lib.prepare_workdir(other, tmp_path, overwrite=True)
     assert not (tmp_path / "checkpoints").exists() and (tmp_path / "notes.txt").exists()
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["optimizer"]["learning_rate"] == 0.5
@@ -191,7 +192,7 @@ def test_unknown_evaluator_and_prior_fail_before_training(tmp_path):
     config = smoke_config()
     config.prior = "gan"
     with pytest.raises(ValueError, match=r"unknown config.prior 'gan'"):
-        train_lib.load_pose_prior(config)
+        prior_train.load_pose_prior(config)
 
 
 def test_the_discriminator_prior_trains_alongside(tmp_path):
@@ -222,11 +223,11 @@ def test_the_pose_prior_loads_from_a_checkpoint(tmp_path):
     vae = pose_prior.PoseVAE(latent_dim=4, hidden_dim=8, rngs=nnx.Rngs(7))
     checkpoint.save_tree(tmp_path / "vae", nnx.to_pure_dict(nnx.state(vae)))
     config.prior_checkpoint = str(tmp_path / "vae")
-    _, state = train_lib.load_pose_prior(config)
+    _, state = prior_train.load_pose_prior(config)
     np.testing.assert_array_equal(state["enc_mu"]["kernel"], vae.enc_mu.kernel[...])
     config.prior_checkpoint = None
     with pytest.warns(UserWarning, match="UNTRAINED"):
-        train_lib.load_pose_prior(config)
+        prior_train.load_pose_prior(config)
 
 
 def test_the_synthetic_pose_law_reaches_data_mean_pose_and_prior(tmp_path):
@@ -250,7 +251,7 @@ def test_the_synthetic_pose_law_reaches_data_mean_pose_and_prior(tmp_path):
     config.prior, config.prior_vae = "vae", {"latent_dim": 4, "hidden_dim": 8}
     config.prior_training.num_steps = config.prior_training.log_every = 2
     config.prior_training.batch_size = config.prior_training.num_validation = 8
-    train_lib.load_pose_prior(config, tmp_path)
+    prior_train.load_pose_prior(config, tmp_path)
     trained = json.loads((tmp_path / "pose_prior" / "config.json").read_text())
     assert trained["data"]["pose_spread"] == 0.25
     assert config.prior_training.data.pose_spread is None

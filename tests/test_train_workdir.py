@@ -23,7 +23,8 @@ import jax
 import numpy as np
 import pytest
 
-from hkmr_jax import checkpoint, config_files, train_lib
+from hkmr_jax import checkpoint, config_checks, config_files, train_lib
+from hkmr_jax import workdir as workdir_lib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,8 +93,8 @@ def test_config_values_and_paths_are_checked(tmp_path):
     config.model.encoder.name, config.prior = "resnet51", "gan"
     config.data.datasets = [{"name": "synthetic+nope", "ratio": 0}]
     config.data.data_dir = str(tmp_path / "missing")
-    with pytest.raises(train_lib.ConfigError) as info:
-        train_lib.validate_config(config)
+    with pytest.raises(config_checks.ConfigError) as info:
+        config_checks.validate_config(config)
     lines = str(info.value).splitlines()[1:]
     for needle in ("config.batch_size=0", "config.log_every=-2", "config.keep_checkpoints=0",
                    "config.body_model='/no/such.pkl': no such file",
@@ -117,8 +118,8 @@ def test_paper_variants_need_the_body_and_encoder_weights(tmp_path):
         config = config_files.get_config(ROOT / "configs" / f"{name}.py", "paper")
         config.data.datasets = [{"name": "synthetic", "ratio": 1.0}]
         config.evals = []
-        with pytest.raises(train_lib.ConfigError) as info:
-            train_lib.validate_config(config)
+        with pytest.raises(config_checks.ConfigError) as info:
+            config_checks.validate_config(config)
         message = str(info.value)
         assert "config.body_model is not set" in message, name
         assert "--config.allow_builtin_body=True" in message
@@ -126,16 +127,16 @@ def test_paper_variants_need_the_body_and_encoder_weights(tmp_path):
         assert "--config.allow_random_encoder=True" in message
     config.allow_builtin_body = config.allow_random_encoder = True
     config.prior_checkpoint = str(tmp_path)  # a directory (contents are checked later)
-    train_lib.validate_config(config)  # said explicitly: accepted
+    config_checks.validate_config(config)  # said explicitly: accepted
     config.data.datasets = [{"name": "h36m", "ratio": 1.0}]
-    with pytest.raises(train_lib.ConfigError, match=r"'h36m' needs config\.data\.data_dir"):
-        train_lib.validate_config(config)
+    with pytest.raises(config_checks.ConfigError, match=r"'h36m' needs config\.data\.data_dir"):
+        config_checks.validate_config(config)
     # A pose VAE for real data cannot be trained on the built-in poses: it must be given.
     config.data.data_dir, config.prior_checkpoint = str(tmp_path), None
-    with pytest.raises(train_lib.ConfigError, match=r"needs config\.prior_checkpoint.*h36m"):
-        train_lib.validate_config(config)
+    with pytest.raises(config_checks.ConfigError, match=r"needs config\.prior_checkpoint.*h36m"):
+        config_checks.validate_config(config)
     # The other variants use the built-in body and a small CNN without complaint.
-    train_lib.validate_config(smoke_config())
+    config_checks.validate_config(smoke_config())
 
 
 # ----------------------------------------------------------------------------- the lock
@@ -153,26 +154,26 @@ time.sleep(600)
 def test_one_trainer_per_workdir_and_a_dead_holder_releases(tmp_path):
     workdir = tmp_path / "run"
     workdir.mkdir()
-    with train_lib.WorkdirLock(workdir):
+    with workdir_lib.WorkdirLock(workdir):
         content = (workdir / ".lock").read_text()
         assert f"PID {os.getpid()}" in content
         code, _, err = train_py("--workdir", str(workdir))
         assert code == 2
         assert_one_message(err, f"is in use by another trainer (PID {os.getpid()}", "wait")
-        with pytest.raises(train_lib.WorkdirLockedError, match=f"PID {os.getpid()}"):
-            train_lib.WorkdirLock(workdir).__enter__()
+        with pytest.raises(workdir_lib.WorkdirLockedError, match=f"PID {os.getpid()}"):
+            workdir_lib.WorkdirLock(workdir).__enter__()
     assert not (workdir / "config.json").exists()
     # A holder killed with SIGKILL (no clean-up at all) leaves the file but not the lock.
     holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(workdir / ".lock")],
                               stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(train_lib.WorkdirLockedError, match=f"PID {holder.pid} on test"):
-            train_lib.WorkdirLock(workdir).__enter__()
+        with pytest.raises(workdir_lib.WorkdirLockedError, match=f"PID {holder.pid} on test"):
+            workdir_lib.WorkdirLock(workdir).__enter__()
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-    with train_lib.WorkdirLock(workdir):
+    with workdir_lib.WorkdirLock(workdir):
         assert f"PID {os.getpid()}" in (workdir / ".lock").read_text()
 
 
@@ -192,7 +193,7 @@ def test_a_failed_start_leaves_no_config_and_no_workdir(tmp_path):
     assert not fresh.exists()  # created by the failed start, so removed again
     assert sorted(p.name for p in existing.iterdir()) == [".lock"]  # the user's, kept
     # The corrected config is not "a different config" (nothing was recorded).
-    assert train_lib.check_workdir(smoke_config(), existing) is not None
+    assert workdir_lib.check_workdir(smoke_config(), existing) is not None
 
 
 # ----------------------------------------------------------------------------- training
@@ -237,7 +238,7 @@ def test_a_damaged_step_is_set_aside_and_trained_again(finished_run, tmp_path, c
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
                  state["params"], finished_run[1]["params"])  # fmt: skip
     # The run released its lock.
-    with train_lib.WorkdirLock(workdir):
+    with workdir_lib.WorkdirLock(workdir):
         pass
 
 
@@ -245,14 +246,14 @@ def test_a_finished_run_is_extended_with_its_schedule_kept(finished_run, tmp_pat
     config = smoke_config()
     workdir = copy_run(finished_run, tmp_path)
     longer = smoke_config(num_steps=6)
-    with pytest.raises(train_lib.WorkdirConfigError) as info:
+    with pytest.raises(workdir_lib.WorkdirConfigError) as info:
         train_lib.train_and_evaluate(longer, workdir)
     message = str(info.value)
     assert "num_steps: 4 → 6" in message and "add --extend" in message
     assert "--overwrite DELETES" in message
     other = smoke_config(num_steps=6)
     other.optimizer.learning_rate = 0.5
-    with pytest.raises(train_lib.WorkdirConfigError, match="only a larger num_steps"):
+    with pytest.raises(workdir_lib.WorkdirConfigError, match="only a larger num_steps"):
         train_lib.train_and_evaluate(other, workdir, extend=True)
     capfd.readouterr()
     results = train_lib.train_and_evaluate(longer, workdir, extend=True)
@@ -266,7 +267,7 @@ def test_a_finished_run_is_extended_with_its_schedule_kept(finished_run, tmp_pat
     np.testing.assert_allclose(results["train/learning_rate"], final, rtol=1e-6)
     assert restore(workdir, longer)[0] == 6
     # Resuming the extended run later needs no flag; the schedule stays the run's.
-    kept = train_lib.check_workdir(smoke_config(num_steps=6), workdir)
+    kept = workdir_lib.check_workdir(smoke_config(num_steps=6), workdir)
     assert kept.optimizer.schedule_steps == 4
 
 
@@ -303,15 +304,17 @@ def test_a_failed_checkpoint_write_is_one_message(tmp_path):
 def test_a_run_made_before_new_fields_resumes_and_pipeline_settings_may_change(tmp_path):
     """config.json of an older run lacks fields added since (compute_dtype: as before,
     float32); the input pipeline's threads and workers give the same batches."""
-    saved = train_lib._config_dict(smoke_config())
+    saved = workdir_lib.config_dict(smoke_config())
     del saved["model"]["compute_dtype"], saved["data"]["worker_count"]
     (tmp_path / "config.json").write_text(json.dumps(saved))
     resumed = smoke_config()
     with resumed.unlocked():
         resumed.data.worker_count, resumed.data.num_threads = 2, 3
-    assert train_lib.check_workdir(resumed, tmp_path) is not None
+    assert workdir_lib.check_workdir(resumed, tmp_path) is not None
     bf16 = smoke_config()
     with bf16.unlocked():
         bf16.model.compute_dtype = "bfloat16"
-    with pytest.raises(train_lib.WorkdirConfigError, match="compute_dtype: 'float32' → 'bfloat16'"):
-        train_lib.check_workdir(bf16, tmp_path)
+    with pytest.raises(
+        workdir_lib.WorkdirConfigError, match="compute_dtype: 'float32' → 'bfloat16'"
+    ):
+        workdir_lib.check_workdir(bf16, tmp_path)

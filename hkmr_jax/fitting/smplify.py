@@ -245,11 +245,11 @@ class SMPLify:
         """Prepare a fitter (call outside jit: it inspects the arrays once).
 
         Args:
-          body: a `smpl_jax.SMPL` (e.g. from `train_lib.load_body`).
+          body: a `smpl_jax.SMPL` (e.g. from `bodies.load_body`).
           h36m_regressor: [17, V] its Human3.6M regressor.
           config: `SMPLifyConfig()` by default (pose_prior='vae').
           vae: the frozen pose prior: a `PoseVAE`, or ``(graphdef, state)`` as
-            `train_lib.load_pose_prior` returns it. Needed for pose_prior='vae'.
+            `prior_train.load_pose_prior` returns it. Needed for pose_prior='vae'.
           gmm: a `GMMPrior` or the path of ``gmm_08.pkl``. Needed for pose_prior='gmm'.
         """
         config = SMPLifyConfig() if config is None else config
@@ -264,7 +264,7 @@ class SMPLify:
             if vae is None:
                 raise ValueError(
                     "SMPLifyConfig.pose_prior='vae' needs the frozen pose VAE: pass "
-                    "vae=PoseVAE(...) or vae=train_lib.load_pose_prior(config); or choose "
+                    "vae=PoseVAE(...) or vae=prior_train.load_pose_prior(config); or choose "
                     "pose_prior='gmm' (with gmm=path of gmm_08.pkl) or 'none'."
                 )
             if isinstance(vae, PoseVAE):

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from hkmr_jax import checkpoint, config_files, eval_cli, eval_lib, segmentation, train_lib
+from hkmr_jax import workdir as workdir_lib
 from hkmr_jax.data import pipeline, spin_format
 from hkmr_jax.models.params import RegressorOutput
 from smpl_jax import rotation, synthetic
@@ -178,7 +179,7 @@ def smoke_run(tmp_path_factory) -> pathlib.Path:
     config.progress_bar = False
     config.evals = []
     workdir = tmp_path_factory.mktemp("lsp_seg") / "run"
-    train_lib.prepare_workdir(config, workdir, overwrite=False)
+    workdir_lib.prepare_workdir(config, workdir, overwrite=False)
     trainer = train_lib.Trainer.create(config, train_lib.make_mesh(jax.devices()[:1]))
     ckpt = checkpoint.Checkpointer(workdir / "checkpoints")
     ckpt.save(0, trainer.init_state())

@@ -281,7 +281,7 @@ def test_vae_prior_term_is_weighted_kl(body, fitter, vae):
     pose = jnp.asarray(np.random.default_rng(4).normal(size=(3, 69)) * 0.3, jnp.float32)
     expected = 4.78**2 * vae.kl(pose)
     np.testing.assert_allclose(smplify._pose_prior(fitter, pose), expected, rtol=1e-5)
-    # The VAE as train_lib.load_pose_prior returns it: (graphdef, pure-dict state).
+    # The VAE as prior_train.load_pose_prior returns it: (graphdef, pure-dict state).
     graphdef, state = nnx.split(vae)
     other = smplify.SMPLify.create(*body, vae=(graphdef, nnx.to_pure_dict(state)))
     np.testing.assert_allclose(smplify._pose_prior(other, pose), expected, rtol=1e-5)
