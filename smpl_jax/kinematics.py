@@ -14,7 +14,7 @@ def _matmul3(a, b):
 
     No dot_general on purpose: jax/jaxlib 0.10.2 on CPU miscompiles a batched
     dot_general fed by gathers once `vmap` adds batch dimensions ("hlo verifier:
-    Expected instruction to have shape ..."); tests/test_model.py covers jit(vmap(...)).
+    Expected instruction to have shape ..."); tests/smpl_jax/test_model.py covers jit(vmap(...)).
     The operands are tiny, so nothing is lost.
     """
     return (

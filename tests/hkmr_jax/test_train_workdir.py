@@ -26,7 +26,7 @@ import pytest
 from hkmr_jax import checkpoint, config_checks, config_files, train_lib
 from hkmr_jax import workdir as workdir_lib
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def smoke_config(num_steps: int = 4):

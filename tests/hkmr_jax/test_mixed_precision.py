@@ -15,7 +15,7 @@ from flax import nnx
 from hkmr_jax import config_files, models, train_lib
 from hkmr_jax.data import pipeline
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STEPS = 3
 # bfloat16 keeps 8 significant bits (relative rounding 2⁻⁹ ≈ 0.2%) per conv output; over
 # a few steps of the smoke models the loss moves by under 0.02% (measured, HMR and HKMR).

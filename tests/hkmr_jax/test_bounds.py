@@ -27,7 +27,7 @@ from hkmr_jax import bodies, demo, demo_cli
 from hkmr_jax.data import spin_format
 from smpl_jax import array_files
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: Address-space cap of the child: importing the modules takes ~0.5 GiB of it; every
 #: case below needed ≥ 6 GiB before the bounds.
 CAP = 3 * 2**30

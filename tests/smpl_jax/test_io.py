@@ -547,7 +547,7 @@ def test_npz_with_pickled_object_arrays_is_refused(tmp_path, smpl_arrays):
 # --------------------------------------------------------------------------------------
 # Pickles written by chumpy itself (tests/fixtures/make_chumpy_fixtures.py)
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 
 
 @pytest.mark.parametrize("num_betas", [10, 300])

@@ -27,7 +27,7 @@ from hkmr_jax import checkpoint, config_files, prior_train, train_lib
 from hkmr_jax import workdir as workdir_lib
 from hkmr_jax.data import pipeline
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_config(name: str = "hkmr", variant: str | None = "smoke"):

@@ -303,7 +303,7 @@ def test_knees_and_elbows_bend_the_anatomical_way():
 
 
 def test_docs_table_shows_the_limits():
-    doc = (pathlib.Path(__file__).parents[2] / "docs" / "synthetic_data.md").read_text()
+    doc = (pathlib.Path(__file__).parents[3] / "docs" / "synthetic_data.md").read_text()
     for name, (x, y, z, mode) in synthetic.POSE_LIMITS_DEG.items():
         cells = [f"{a} … {b}" for a, b in (x, y, z)] + [f"({', '.join(map(str, mode))})"]
         sep = r"\s*\|\s*"

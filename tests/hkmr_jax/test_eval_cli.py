@@ -19,7 +19,7 @@ import pytest
 from hkmr_jax import checkpoint, config_files, eval_cli, inference, train_evals, train_lib
 from hkmr_jax import workdir as workdir_lib
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EVALS = [{"name": "standard", "dataset": "synthetic", "split": "test", "limit": 6}]
 
 

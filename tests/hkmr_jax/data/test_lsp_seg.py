@@ -25,7 +25,7 @@ from hkmr_jax.data import pipeline, spin_format
 from hkmr_jax.models.params import RegressorOutput
 from smpl_jax import rotation, synthetic
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = pathlib.Path(__file__).resolve().parents[3]
 # (H, W), box centre (x, y), scale per row: the second box runs past the image's corner.
 ROWS = [((120, 160), (80.3, 60.2), 0.55), ((100, 90), (70.4, 80.6), 0.62),
         ((90, 130), (64.7, 44.1), 0.41)]  # fmt: skip
@@ -122,7 +122,7 @@ def _constant(camera=(0.9, 0.02, 0.05)):
 
 
 def _spin_loop(examples):
-    """SPIN's eval.py accumulation, transcribed (see tests/test_segmentation.py)."""
+    """SPIN's eval.py accumulation, transcribed (see tests/hkmr_jax/test_segmentation.py)."""
     acc = pix = pacc = ppix = 0
     tp, fp, fn, ptp, pfp, pfn = (np.zeros(n) for n in (2, 2, 2, 7, 7, 7))
     for pred_parts, gt_parts, pred_mask, gt_mask in examples:

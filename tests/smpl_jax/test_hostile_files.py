@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 P = pickle
-WORKER = Path(__file__).with_name("hostile_loader_worker.py")
+WORKER = Path(__file__).parents[1] / "hostile_loader_worker.py"
 #: What a refusal may be: the project's messages are ValueErrors or UnpicklingErrors.
 ALLOWED = {"ValueError", "UnsafePickleError", "PickleDataError", "UnsafeCheckpointError",
            "CheckpointFormatError"}  # fmt: skip

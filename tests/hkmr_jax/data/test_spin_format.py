@@ -395,7 +395,7 @@ def test_interrupted_build_reads_as_not_built(manual_dir, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------
-# Hostile rows: image paths, dtypes, shapes, truncation (memory cases: tests/test_bounds.py).
+# Hostile rows: image paths, dtypes, shapes, truncation (memory: tests/hkmr_jax/test_bounds.py).
 
 
 def _lsp_copy(manual_dir, root, imgnames) -> pathlib.Path:

@@ -21,7 +21,7 @@ from hkmr_jax.fitting import fit_store, smplify
 from hkmr_jax.fitting import targets as fit_targets_lib
 from smpl_jax import rotation
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def spin_config(variant="smoke"):

@@ -22,7 +22,7 @@ import smpl_jax
 from hkmr_jax import checkpoint, cli, config_files, demo, demo_cli, train_lib
 from hkmr_jax import workdir as workdir_lib
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RENDER = 48  # --render_size in these tests: small pictures, quick to draw
 
 

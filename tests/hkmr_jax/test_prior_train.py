@@ -14,7 +14,7 @@ from hkmr_jax.data import synthetic
 from hkmr_jax.models import pose_prior
 from smpl_jax import skeleton
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def prior_config(variant="smoke"):

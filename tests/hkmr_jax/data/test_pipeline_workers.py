@@ -10,7 +10,7 @@ import numpy as np
 from hkmr_jax import config_files
 from hkmr_jax.data import pipeline
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_worker_processes_give_the_threads_batches_from_any_step():
