@@ -14,7 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_device_benchmark_runs_tiny_on_cpu(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
+    # Plumbing (every row measured and written), not speed: compile without optimisations.
+    env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
+               JAX_DISABLE_MOST_OPTIMIZATIONS="1")  # fmt: skip
     env.pop("XLA_FLAGS", None)
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "device.py"), "--tiny", "--out", str(tmp_path)],

@@ -50,6 +50,7 @@ def restore(workdir, config, step=None):
 def train_py(*args, devices: int = 1, timeout: int = 120):
     """Run train.py (hmr smoke) with `args`; (exit status, stdout, stderr)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
+               JAX_DISABLE_MOST_OPTIMIZATIONS="1",  # messages and exit codes, not numbers
                XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")  # fmt: skip
     cmd = [sys.executable, str(ROOT / "train.py"), "--config", "configs/hmr.py:smoke", *args]
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
