@@ -9,7 +9,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.ad_checkpoint import checkpoint_name
 
 from smpl_jax import kinematics, rotation
 
@@ -132,18 +131,8 @@ class SMPL:
         return _forward(self, betas, global_orient, body_pose, transl, pose2rot=pose2rot)
 
 
-# Bodies per step of the vertex loop in `_forward`. Chunking keeps every large temporary
-# (the skinning blend is 12 floats per vertex and body) a few MB, whatever the batch:
-# reused from the cache and the malloc heap instead of being mmapped and page-faulted
-# anew on every call, which made B = 512 ~3× slower per body than B = 64 on a 2-core
-# CPU. 32 was measured best for forward+backward at B = 64 (16 and 64 slower).
-CHUNK = 32
-
-
-@functools.partial(jax.jit, static_argnames=("pose2rot", "chunk"))
-def _forward(
-    body: SMPL, betas, global_orient, body_pose, transl, pose2rot, chunk=CHUNK
-) -> SMPLOutput:
+@functools.partial(jax.jit, static_argnames="pose2rot")
+def _forward(body: SMPL, betas, global_orient, body_pose, transl, pose2rot) -> SMPLOutput:
     """The SMPL function on validated inputs (see `SMPL.__call__`)."""
     batch, nj, nv, dtype = betas.shape[0], body.num_joints, body.num_vertices, body.dtype
     if pose2rot:
@@ -153,18 +142,26 @@ def _forward(
     else:
         rotations = jnp.concatenate([global_orient, body_pose], axis=1)
 
+    # Inside, meshes are planar, [B, 3, V] (x, y, z planes): each blend is one GEMM
+    # for the whole batch, [B, K] @ [K, 3·V], and skinning is then elementwise along
+    # V. Measured on CPU, this is ~3× faster than [B, V, 3] (whose 3-wide minor axis
+    # makes XLA reduce and broadcast over tiny strided axes).
+    v_shaped = body.v_template.T.reshape(1, -1) + jnp.matmul(
+        betas, body.shapedirs, precision=_HIGHEST
+    )
     rest_joints = body.joint_template + jnp.matmul(
         betas, body.joint_shapedirs, precision=_HIGHEST
     ).reshape(batch, nj, 3)
+
     pose_feature = (rotations[:, 1:] - jnp.eye(3, dtype=dtype)).reshape(batch, -1)
+    v_posed = v_shaped + jnp.matmul(pose_feature, body.posedirs, precision=_HIGHEST)
+
     global_rot, posed_joints = kinematics.forward_kinematics(rotations, rest_joints, body.parents)
     skin = kinematics.skinning_transforms(global_rot, posed_joints, rest_joints)
-    vertices = _posed_vertices(body, betas, pose_feature, skin, chunk)
-
-    # Only for the v_shaped output (dropped under jit when unused): the loop above
-    # does not keep it.
-    shape_blend = jnp.matmul(betas, body.shapedirs, precision=_HIGHEST)
-    v_shaped = body.v_template + shape_blend.reshape(batch, 3, nv).transpose(0, 2, 1)
+    vertices = kinematics.linear_blend_skinning(
+        skin, body.weights, v_posed.reshape(batch, 3, nv)
+    ).transpose(0, 2, 1)
+    v_shaped = v_shaped.reshape(batch, 3, nv).transpose(0, 2, 1)
 
     vertices = vertices + transl[:, None]
     posed_joints = posed_joints + transl[:, None]
@@ -176,49 +173,6 @@ def _forward(
         axis=-2,
     )
     return SMPLOutput(vertices, posed_joints, rest_joints, rotations, transforms, v_shaped)
-
-
-def _posed_vertices(body: SMPL, betas, pose_feature, skin, chunk):
-    """Blend shapes then skinning, `chunk` bodies at a time.
-
-    Args:
-      betas: [B, NB]; pose_feature: [B, P]; skin: [B, J, 3, 4] (`skinning_transforms`).
-
-    Returns:
-      [B, V, 3] posed vertices (without transl).
-    """
-    nv = body.num_vertices
-    template = body.v_template.T.reshape(1, -1)
-
-    # Inside, meshes are planar, [b, 3, V] (x, y, z planes): each blend is one GEMM
-    # for the whole chunk, [b, K] @ [K, 3·V], and skinning is then elementwise along
-    # V. Measured on CPU, this is ~3× faster than [b, V, 3] (whose 3-wide minor axis
-    # makes XLA reduce and broadcast over tiny strided axes). The backward pass keeps
-    # only the blended mesh and redoes the cheap skinning blend ([4b, J] @ [J, V]), so
-    # that no 12-floats-per-vertex residual outlives its chunk.
-    @functools.partial(jax.checkpoint, policy=_SAVE_V_POSED)
-    def step(args):
-        betas, pose_feature, skin = args
-        v_posed = template + jnp.matmul(betas, body.shapedirs, precision=_HIGHEST)
-        v_posed += jnp.matmul(pose_feature, body.posedirs, precision=_HIGHEST)
-        v_posed = checkpoint_name(v_posed, "v_posed").reshape(-1, 3, nv)
-        return kinematics.linear_blend_skinning(skin, body.weights, v_posed).transpose(0, 2, 1)
-
-    batch = betas.shape[0]
-    steps = -(-batch // chunk)
-    if steps == 1:
-        return step((betas, pose_feature, skin))
-    size = -(-batch // steps)  # equal chunks, padded by fewer than `steps` rows
-    args = jax.tree.map(
-        lambda a: jnp.pad(a, [(0, steps * size - batch)] + [(0, 0)] * (a.ndim - 1)).reshape(
-            steps, size, *a.shape[1:]
-        ),
-        (betas, pose_feature, skin),
-    )
-    return jax.lax.map(step, args).reshape(steps * size, nv, 3)[:batch]
-
-
-_SAVE_V_POSED = jax.checkpoint_policies.save_only_these_names("v_posed")
 
 
 def regress_joints(vertices, regressor):

@@ -343,45 +343,6 @@ def test_check_grads_wrt_pose_orient_betas_transl(x64, posed):
         np.testing.assert_allclose(np.sum(grads[i] * direction), fd, rtol=1e-7, atol=1e-8)
 
 
-def test_batches_larger_than_a_chunk_match_the_reference_and_gradients(x64, smpl_arrays):
-    """The vertex loop over chunks (here 2 bodies: 3 steps and 1 padded row) changes
-    nothing: outputs against the reference, gradients against one chunk and against
-    finite differences."""
-    arrays = smpl_arrays(seed=7, num_vertices=100, num_betas=8)
-    body = model_from_arrays(arrays, num_betas=8, dtype=jnp.float64)
-    betas, pose, transl = hard_inputs(np.random.default_rng(7), 8)
-    weights = jnp.asarray(np.random.default_rng(8).standard_normal((5, 100, 3)))
-
-    @functools.partial(jax.jit, static_argnums=0)
-    @functools.partial(jax.value_and_grad, argnums=(1, 2, 3), has_aux=True)
-    def loss(chunk, betas, global_orient, body_pose):
-        out = smpl_jax.model._forward(
-            body, betas, global_orient, body_pose, jnp.asarray(transl), True, chunk=chunk
-        )
-        return jnp.sum(jnp.sin(3.0 * out.vertices) * weights), out
-
-    (_, out), chunked = loss(2, betas, pose[:, :1], pose[:, 1:])
-    ref = smpl_forward_batch(arrays, betas=betas, pose=pose, transl=transl)
-    for name in FIELDS:
-        assert rel_err(getattr(out, name), ref[name]) <= 1e-10, name
-
-    _, whole = loss(8, betas, pose[:, :1], pose[:, 1:])
-    for a, b in zip(chunked, whole):
-        assert rel_err(a, b) <= 1e-12
-    # Finite differences where the function is smooth: bodies 1 and 4 (random and tiny
-    # angles) in place of the ones at π.
-    rows = np.array([1, 4, 1, 4, 1])
-    args = (betas[rows], pose[rows, :1], pose[rows, 1:])
-    (_, _), grads = loss(2, *args)
-    rng = np.random.default_rng(9)
-    direction = [rng.standard_normal(a.shape) for a in args]
-    h = 1e-6
-    plus = loss(2, *(a + h * d for a, d in zip(args, direction)))[0][0]
-    minus = loss(2, *(a - h * d for a, d in zip(args, direction)))[0][0]
-    slope = sum(np.sum(g * d) for g, d in zip(grads, direction))
-    np.testing.assert_allclose(slope, (plus - minus) / (2 * h), rtol=1e-7, atol=1e-8)
-
-
 def test_pose_gradient_at_zero_pose_equals_finite_differences(x64):
     loss, args = _grad_setup(posed=False)
     _, vjp = jax.vjp(loss, *args)
