@@ -13,37 +13,21 @@ import shutil
 from pathlib import Path
 
 import imageio.v3 as iio
-import jax
 import numpy as np
 import pytest
 import trimesh
 
 import smpl_jax
-from hkmr_jax import checkpoint, cli, config_files, demo, demo_cli, train_lib
-from hkmr_jax import workdir as workdir_lib
+from hkmr_jax import cli, demo, demo_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 RENDER = 48  # --render_size in these tests: small pictures, quick to draw
 
 
-def _smoke_config():
-    config = config_files.get_config(ROOT / "configs" / "hkmr.py", "smoke")
-    config.progress_bar = False
-    config.evals = []
-    return config
-
-
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    """A smoke run's workdir: config.json and a checkpoint at step 0."""
-    config = _smoke_config()
-    workdir = tmp_path_factory.mktemp("demo") / "run"
-    workdir_lib.prepare_workdir(config, workdir, overwrite=False)
-    trainer = train_lib.Trainer.create(config, train_lib.make_mesh(jax.devices()[:1]))
-    ckpt = checkpoint.Checkpointer(workdir / "checkpoints")
-    ckpt.save(0, trainer.init_state())
-    ckpt.close()
-    return workdir
+def run(untrained_run) -> Path:
+    """A smoke run's workdir: config.json and a checkpoint at step 0 (conftest)."""
+    return untrained_run
 
 
 @pytest.fixture(scope="module")

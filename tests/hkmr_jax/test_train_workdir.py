@@ -25,6 +25,7 @@ import pytest
 
 from hkmr_jax import checkpoint, config_checks, config_files, train_lib
 from hkmr_jax import workdir as workdir_lib
+from tests.hkmr_jax.test_train import restore
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,15 +37,6 @@ def smoke_config(num_steps: int = 4):
     c.progress_bar, c.evals = False, []
     c.num_steps, c.checkpoint_every, c.log_every = num_steps, 2, 2
     return c
-
-
-def restore(workdir, config, step=None):
-    abstract = checkpoint.abstract_like(train_lib.Trainer.create(config).init_state())
-    ckpt = checkpoint.Checkpointer(Path(workdir) / "checkpoints")
-    try:
-        return ckpt.restore(abstract, step)
-    finally:
-        ckpt.close()
 
 
 def train_py(*args, devices: int = 1, timeout: int = 120):

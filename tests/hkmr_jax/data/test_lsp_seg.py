@@ -14,16 +14,15 @@ import re
 import shutil
 
 import imageio.v3 as iio
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hkmr_jax import checkpoint, config_files, eval_cli, eval_lib, segmentation, train_lib
-from hkmr_jax import workdir as workdir_lib
+from hkmr_jax import config_files, eval_cli, eval_lib, segmentation
 from hkmr_jax.data import pipeline, spin_format
 from hkmr_jax.models.params import RegressorOutput
 from smpl_jax import rotation, synthetic
+from tests.hkmr_jax.test_segmentation import spin_scores  # SPIN's eval.py loop, transcribed
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 # (H, W), box centre (x, y), scale per row: the second box runs past the image's corner.
@@ -121,33 +120,6 @@ def _constant(camera=(0.9, 0.02, 0.05)):
     return predict, pose, betas, np.asarray(camera)
 
 
-def _spin_loop(examples):
-    """SPIN's eval.py accumulation, transcribed (see tests/hkmr_jax/test_segmentation.py)."""
-    acc = pix = pacc = ppix = 0
-    tp, fp, fn, ptp, pfp, pfn = (np.zeros(n) for n in (2, 2, 2, 7, 7, 7))
-    for pred_parts, gt_parts, pred_mask, gt_mask in examples:
-        pred_mask, gt_mask = pred_mask > 0, gt_mask > 0
-        acc += (gt_mask == pred_mask).sum()
-        pix += gt_mask.size
-        for c in range(2):
-            tp[c] += ((gt_mask == c) & (pred_mask == c)).sum()
-            fp[c] += ((gt_mask != c) & (pred_mask == c)).sum()
-            fn[c] += ((gt_mask == c) & (pred_mask != c)).sum()
-        gt_parts, pred_parts = gt_parts.copy(), pred_parts.copy()
-        for c in range(7):
-            cgt, cpred = gt_parts == c, pred_parts == c
-            cpred[gt_parts == 255] = 0
-            ptp[c] += (cgt & cpred).sum()
-            pfp[c] += (~cgt & cpred).sum()
-            pfn[c] += (cgt & ~cpred).sum()
-        gt_parts[gt_parts == 255] = 0
-        pacc += (gt_parts == pred_parts).sum()
-        ppix += gt_parts.size
-    return {"fb_accuracy": 100 * acc / pix, "fb_f1": np.mean(2 * tp / (2 * tp + fp + fn)),
-            "parts_accuracy": 100 * pacc / ppix,
-            "parts_f1": np.mean(2 * ptp / (2 * ptp + pfp + pfn))}  # fmt: skip
-
-
 def test_lsp_seg_on_built_lsp_equals_render_uncrop_and_spins_loop(data_dir):
     body = synthetic.load_builtin()
     predict, pose, betas, camera = _constant()
@@ -168,23 +140,14 @@ def test_lsp_seg_on_built_lsp_equals_render_uncrop_and_spins_loop(data_dir):
         pred_parts = segmentation.uncrop(labels, *box)
         assert pred_mask.any()  # the body lands in the image
         examples.append((pred_parts, ex["seg_parts"], pred_mask, ex["seg_mask"]))
-    for key, value in _spin_loop(examples).items():
+    for key, value in spin_scores(examples).items():
         np.testing.assert_allclose(result[key], value, rtol=1e-9, err_msg=key)
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory) -> pathlib.Path:
-    """A smoke run's workdir at step 0 (the layout train.py writes, no training)."""
-    config = config_files.get_config(ROOT / "configs" / "hkmr.py", "smoke")
-    config.progress_bar = False
-    config.evals = []
-    workdir = tmp_path_factory.mktemp("lsp_seg") / "run"
-    workdir_lib.prepare_workdir(config, workdir, overwrite=False)
-    trainer = train_lib.Trainer.create(config, train_lib.make_mesh(jax.devices()[:1]))
-    ckpt = checkpoint.Checkpointer(workdir / "checkpoints")
-    ckpt.save(0, trainer.init_state())
-    ckpt.close()
-    return workdir
+def smoke_run(untrained_run) -> pathlib.Path:
+    """A smoke run's workdir at step 0 (the layout train.py writes, no training; conftest)."""
+    return untrained_run
 
 
 def test_eval_cli_writes_lsp_seg_for_lsp_and_synthetic(smoke_run, data_dir):
