@@ -5,9 +5,10 @@
     python benchmarks/paper_tables.py --tables 1 --seeds 0,1,2 --summarise_only
 
 Each grid cell (a config, a seed) is trained with `train.py` into
-`ROOT/<table>/<name>/seed<S>` (`config.seed` and `config.data.seed` = S: the model's
-initialisation and the data order; the test set stays fixed) and evaluated with `eval.py
---workdir` on the whole synthetic test split. Cells already evaluated are skipped; a
+`ROOT/<config>[+overrides]/seed<S>` (`config.seed` and `config.data.seed` = S: the model's
+initialisation and the data order; the test set stays fixed; a cell that several tables
+share, such as the default HKMR, is trained once) and evaluated with `eval.py --workdir` on
+the whole synthetic test split. Cells already evaluated are skipped; a
 killed training resumes from its checkpoints, so the whole command can be rerun after
 any interruption. At the end it writes `ROOT/results.csv` and `ROOT/results.json` (every
 cell's metrics, with its training CPU seconds) and `ROOT/table<N>.md`: mean ± standard
@@ -64,8 +65,12 @@ METRICS = [
     *[(f"{o} PA", ("occluded", o, "pa_mpjpe_mm")) for o in ("bar", "circle", "rectangle")],
     ("invisible px", ("invisible", "mpjpe_px")),
     ("invisible PCK", ("invisible", "pck")),
+    ("FB acc", ("lsp_seg", "fb_accuracy")),
+    ("FB F1", ("lsp_seg", "fb_f1")),
+    ("parts acc", ("lsp_seg", "parts_accuracy")),
+    ("parts F1", ("lsp_seg", "parts_f1")),
 ]
-EVALUATORS = "standard,occluded,doc_sweep,invisible"
+EVALUATORS = "standard,occluded,doc_sweep,invisible,lsp_seg"
 
 #: Two-sided 95 % quantiles of Student's t for 1..10 degrees of freedom (any table).
 _T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228]
@@ -84,10 +89,18 @@ def _run(cmd: list[str], log: Path) -> float:
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+def cell_dir(root: Path, table: str, name: str, seed: int) -> Path:
+    """`ROOT/<config>[+override...]/seed<S>`: equal settings share one directory."""
+    config, overrides = TABLES[table][name]
+    stem = Path(config.split(":")[0]).stem + "".join(f":{v}" for v in config.split(":")[1:])
+    parts = [o.removeprefix("--config.") for o in overrides]
+    return root / "+".join([stem, *parts]) / f"seed{seed}"
+
+
 def run_cell(table: str, name: str, seed: int, root: Path, limit: int | None) -> dict:
     """Train and evaluate one cell unless done; returns its metrics and costs."""
     config, overrides = TABLES[table][name]
-    workdir = root / f"table{table}" / name.replace(" ", "_") / f"seed{seed}"
+    workdir = cell_dir(root, table, name, seed)
     result_file = workdir / "eval" / "synthetic.json"
     costs_file = workdir / "costs.json"
     if not result_file.is_file():
@@ -172,8 +185,7 @@ def main(argv=None) -> None:
     for table in tables:
         for seed in seeds:  # seed-major: a partial grid already has complete comparisons
             for name in TABLES[table]:
-                done = (root / f"table{table}" / name.replace(" ", "_") / f"seed{seed}"
-                        / "eval" / "synthetic.json").is_file()  # fmt: skip
+                done = (cell_dir(root, table, name, seed) / "eval" / "synthetic.json").is_file()
                 if args.summarise_only and not done:
                     continue
                 print(f"table {table} / {name} / seed {seed}", flush=True)

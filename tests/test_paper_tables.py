@@ -38,7 +38,7 @@ def test_summarise_collects_finished_cells_only(tmp_path):
                 continue  # unfinished: left out, and out of the pairs
             mpjpe, pa = rng.uniform(100, 150, 2)
             values[name, seed] = (mpjpe, pa)
-            out = tmp_path / "table1" / name / f"seed{seed}" / "eval"
+            out = paper_tables.cell_dir(tmp_path, "1", name, seed) / "eval"
             out.mkdir(parents=True)
             (out / "synthetic.json").write_text(
                 json.dumps(
@@ -58,3 +58,17 @@ def test_summarise_collects_finished_cells_only(tmp_path):
     assert f"| HKMR − HMR (paired, 95 % CI) | 2 | {paper_tables.paired_interval(diffs)} |" in text
     assert "CPU time of these runs: 2.5 h" in text
     assert "invisible" not in text  # metrics no cell has are left out
+
+
+def test_equal_settings_share_one_cell_and_different_ones_do_not(tmp_path):
+    cell = paper_tables.cell_dir
+    assert cell(tmp_path, "1", "HKMR", 0) == cell(tmp_path, "2", "HKMR (all, fwd-bwd, no prior)", 0)
+    assert cell(tmp_path, "1", "HKMR", 0) == cell(tmp_path, "3", "3x4", 0)
+    assert cell(tmp_path, "1", "HKMR", 0) != cell(tmp_path, "1", "HKMR", 1)
+    every = [
+        cell(tmp_path, t, n, 0)
+        for t in paper_tables.TABLES
+        for n in paper_tables.TABLES[t]
+        if paper_tables.TABLES[t][n] != paper_tables.TABLES["1"]["HKMR"]
+    ]
+    assert len(set(every)) == len(every)
