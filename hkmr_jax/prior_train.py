@@ -15,7 +15,6 @@ import copy
 import glob
 import json
 import os
-import shutil
 import time
 import warnings
 from pathlib import Path
@@ -30,6 +29,7 @@ from jax.experimental import multihost_utils
 from hkmr_jax import checkpoint as checkpoint_lib
 from hkmr_jax.data import synthetic
 from hkmr_jax.models import pose_prior
+from smpl_jax import atomic_files
 
 SOURCES = ("synthetic", "amass")
 
@@ -181,10 +181,8 @@ def train_pose_prior(config, workdir) -> dict[str, float]:
     vae = nnx.merge(graphdef, params, rest)
     results.update(_validation_metrics(vae, data.validation))
     results["seconds"] = time.perf_counter() - t0
-    tmp = workdir / f"params.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    checkpoint_lib.save_tree(tmp, nnx.to_pure_dict(nnx.state(vae)))
-    os.replace(tmp, target)
+    with atomic_files.writing_folder(target) as tmp:
+        checkpoint_lib.save_tree(tmp, nnx.to_pure_dict(nnx.state(vae)))
     (workdir / "metrics.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     print(f"pose prior written to {target}: validation geodesic "
           f"{results['validation/geodesic_deg']:.2f}°", flush=True)  # fmt: skip

@@ -10,12 +10,12 @@ or a global orientation of ``(π, 0, 0)``. Conventions, usage and speed: docs/re
 from __future__ import annotations
 
 import dataclasses
-import os
 import pathlib
-import uuid
 from typing import NamedTuple
 
 import numpy as np
+
+from smpl_jax import atomic_files
 
 #: Rotation taking SMPL's frame (y up, facing +z) into the camera frame (y down, z away
 #: from the camera): 180° about x, as SPIN applies to its datasets.
@@ -671,19 +671,8 @@ def caption(image, text):
 
 
 def write_png(path, image) -> pathlib.Path:
-    """Write `image` as PNG atomically (a temporary file in the same folder, then rename)."""
+    """Write `image` as PNG atomically (`smpl_jax.atomic_files`)."""
     import imageio.v3 as iio
 
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = iio.imwrite("<bytes>", np.asarray(image, np.uint8), extension=".png")
-    # A unique name beside the target (same file system, so the rename is atomic);
-    # opened normally rather than with mkstemp so that the umask sets its permissions.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_files.write_bytes(path, data)

@@ -15,6 +15,7 @@ from pathlib import Path
 import jax
 
 from hkmr_jax.cli import UserError
+from smpl_jax import atomic_files
 
 #: Config fields that do not change what a step computes (the input pipeline's threads,
 #: prefetch and worker processes give the same batches): a run may resume with new values.
@@ -164,9 +165,7 @@ def write_config(config, workdir: Path, overwrite: bool = False) -> None:
         for name in ("checkpoints", "tb"):
             shutil.rmtree(workdir / name, ignore_errors=True)
         path.unlink(missing_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(config_dict(config), indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    atomic_files.write_text(path, json.dumps(config_dict(config), indent=2, sort_keys=True) + "\n")
 
 
 def prepare_workdir(config, workdir: Path, overwrite: bool, extend: bool = False):

@@ -9,8 +9,6 @@ Neither chumpy nor scipy is needed.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from smpl_jax import array_files, safe_pickle, skeleton
+from smpl_jax import array_files, atomic_files, safe_pickle, skeleton
 from smpl_jax.model import SMPL
 
 REQUIRED_KEYS = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights",
@@ -320,8 +318,9 @@ def to_arrays(body: SMPL) -> dict[str, np.ndarray]:
 def save_npz(body_or_arrays: SMPL | Mapping[str, np.ndarray], path) -> Path:
     """Write a model (or a dict of official-key arrays, extras kept) as `.npz`, atomically.
 
-    The file is written under a temporary name in the same folder and renamed, so an
-    interrupted write never leaves a file that reads as complete.
+    The file is written under a temporary name in the same folder and renamed
+    (`smpl_jax.atomic_files`), so an interrupted write never leaves a file that reads as
+    complete.
     """
     path = Path(path)
     if isinstance(body_or_arrays, SMPL):
@@ -331,16 +330,6 @@ def save_npz(body_or_arrays: SMPL | Mapping[str, np.ndarray], path) -> Path:
         missing = [k for k in REQUIRED_KEYS if k not in arrays]
         if missing:
             raise KeyError(f"cannot save {path}: missing key(s) {missing}.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make it private
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_files.writing(path) as f:
+        np.savez(f, **arrays)
     return path

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
-import pathlib
 import sys
-import uuid
 
 import numpy as np
 from PIL import Image
@@ -27,7 +24,7 @@ from hkmr_jax.data.synthetic import (
     YAW_RANGE_DEG,
     SyntheticDataset,
 )
-from smpl_jax import skeleton
+from smpl_jax import atomic_files, skeleton
 
 _LEFT_J24 = np.array([n.startswith("left_") for n in skeleton.J24_NAMES])
 _RIGHT_J24 = np.array([n.startswith("right_") for n in skeleton.J24_NAMES])
@@ -84,19 +81,11 @@ def contact_sheet(
 
 
 def _write_palette_png(path, image, colors: int) -> None:
-    """`image` as a palette PNG of `colors` colours, written atomically (tmp + rename)."""
+    """`image` as a palette PNG of `colors` colours, written atomically."""
     buffer = io.BytesIO()
     quantized = Image.fromarray(image).quantize(colors, method=Image.Quantize.MEDIANCUT)
     quantized.save(buffer, format="PNG", optimize=True)
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_bytes(buffer.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_files.write_bytes(path, buffer.getvalue())
 
 
 def main(argv=None) -> int:

@@ -8,16 +8,14 @@ every few hundred steps.
 from __future__ import annotations
 
 import json
-import os
 import pathlib
-import shutil
-import uuid
 from collections.abc import Sequence
 
 import numpy as np
 import tqdm
 
 from hkmr_jax.data.synthetic.dataset import SyntheticDataset
+from smpl_jax import atomic_files
 
 #: Bump when the cache layout changes: `CachedDataset` refuses other versions.
 CACHE_VERSION = 2  # 2: the pose law in the metadata
@@ -69,39 +67,38 @@ def cache(
     if path.exists():
         _check_cache(path, meta)
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.mkdir()
     try:
-        arrays = None
-        with tqdm.tqdm(total=n, desc=f"caching {dataset.split}", unit=" img",
-                       disable=not progress) as bar:  # fmt: skip
-            for start in range(0, n, chunk):
-                examples = dataset.render_batch(range(start, min(start + chunk, n)))
-                if arrays is None:  # memory-mapped outputs: the cache never sits in memory
-                    arrays = {
-                        k: np.lib.format.open_memmap(
-                            tmp / f"{k}.npy", mode="w+", dtype=v.dtype, shape=(n, *v.shape)
-                        )
-                        for k, v in examples[0].items()
-                    }
-                for k, a in arrays.items():
-                    a[start : start + len(examples)] = np.stack([e[k] for e in examples])
-                bar.update(len(examples))
-        for a in arrays.values():
-            a.flush()
-        del arrays
-        (tmp / _META).write_text(json.dumps(meta, indent=1))
-        try:
-            os.replace(tmp, path)
-        except OSError:  # a concurrent writer finished first: keep theirs if it matches
-            if not path.exists():
-                raise
-            _check_cache(path, meta)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_files.writing_folder(path) as tmp:
+            _write(tmp, dataset, n, meta, chunk, progress)
+    except OSError:  # a concurrent writer finished first: keep theirs if it matches
+        if not path.exists():
+            raise
+        _check_cache(path, meta)
     return path
+
+
+def _write(folder: pathlib.Path, dataset: SyntheticDataset, n: int, meta: dict,
+           chunk: int, progress: bool) -> None:  # fmt: skip
+    """Render examples 0 … n − 1 of `dataset` into a new `folder` (the layout of `cache`)."""
+    folder.mkdir()
+    arrays = None
+    with tqdm.tqdm(total=n, desc=f"caching {dataset.split}", unit=" img",
+                   disable=not progress) as bar:  # fmt: skip
+        for start in range(0, n, chunk):
+            examples = dataset.render_batch(range(start, min(start + chunk, n)))
+            if arrays is None:  # memory-mapped outputs: the cache never sits in memory
+                arrays = {
+                    k: np.lib.format.open_memmap(
+                        folder / f"{k}.npy", mode="w+", dtype=v.dtype, shape=(n, *v.shape)
+                    )
+                    for k, v in examples[0].items()
+                }
+            for k, a in arrays.items():
+                a[start : start + len(examples)] = np.stack([e[k] for e in examples])
+            bar.update(len(examples))
+    for a in arrays.values():
+        a.flush()
+    (folder / _META).write_text(json.dumps(meta, indent=1))
 
 
 def _check_cache(path: pathlib.Path, meta: dict) -> dict:
