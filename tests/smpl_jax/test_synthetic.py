@@ -1,4 +1,4 @@
-"""Tests of the built-in synthetic body (smpl_jax/synthetic.py).
+"""Tests of the built-in synthetic body (smpl_jax/synthetic/).
 
 Every number asserted here is measured on the mesh itself (vertices, faces, regressed
 joints), never read back from the generator's design tables.
@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from smpl_jax import skeleton, synthetic
+from smpl_jax.synthetic import __main__ as synthetic_cli
+from smpl_jax.synthetic import builtin
 
 OFFICIAL_KEYS = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights",
                  "kintree_table", "f", "J")  # fmt: skip
@@ -395,7 +397,7 @@ def test_distinct_shape_directions(body):
 
 def test_cli_writes_an_npz_with_all_keys(tmp_path, capsys, body):
     out = tmp_path / "body.npz"
-    assert synthetic.main([str(out)]) == 0
+    assert synthetic_cli.main([str(out)]) == 0
     assert str(out) in capsys.readouterr().out
     with np.load(out) as f:
         assert set(f.files) == set(body)
@@ -415,7 +417,7 @@ def test_cli_as_a_module_with_a_seed(tmp_path):
 
 def test_cli_rejects_a_name_without_npz(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
-        synthetic.main([str(tmp_path / "body.pkl")])
+        synthetic_cli.main([str(tmp_path / "body.pkl")])
     assert e.value.code == 2
     assert ".npz" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
@@ -435,7 +437,7 @@ def test_builtin_path_is_cached_and_versioned(tmp_path, monkeypatch, body):
     def must_not_regenerate(seed=0):
         raise AssertionError("the cached file should have been reused")
 
-    monkeypatch.setattr(synthetic, "generate", must_not_regenerate)
+    monkeypatch.setattr(builtin, "generate", must_not_regenerate)
     assert synthetic.builtin_path() == path
     assert path.stat().st_mtime_ns == stamp
 
