@@ -103,13 +103,6 @@ def test_openpose_box_from_a_body25_file(tmp_path):
         demo.box_from_openpose(path, (480, 640))
 
 
-def test_write_all_leaves_nothing_when_a_file_fails(tmp_path):
-    (tmp_path / "c.png" / "x").mkdir(parents=True)  # a folder where a file must go
-    with pytest.raises(OSError):
-        demo.write_all(tmp_path, {"a.obj": b"a", "b.npz": b"b", "c.png": b"c"})
-    assert _files(tmp_path) == ["c.png", "x"]  # only what was there before
-
-
 # ----------------------------------------------------------------------------- end to end
 
 
