@@ -20,7 +20,7 @@ import argparse
 import json
 from pathlib import Path
 
-from hkmr_jax import eval_lib
+from hkmr_jax import eval_lib, eval_report
 
 
 def load(runs: dict[str, str], dataset: str) -> dict[str, dict]:
@@ -74,7 +74,7 @@ def main(argv=None) -> None:
     if args.plot:
         sweeps = {k: r["doc_sweep"] for k, r in results.items() if "doc_sweep" in r}
         if sweeps:
-            print(f"plot: {eval_lib.plot_doc_sweep(sweeps, args.plot)}")
+            print(f"plot: {eval_report.plot_doc_sweep(sweeps, args.plot)}")
 
 
 if __name__ == "__main__":

@@ -262,7 +262,7 @@ def evaluate_run(config, workdir, datasets=None, evaluators=None, step=None, lim
       segmentation_files: {part_labels, vertex_texture, cube_parts}: paths or None, for
         the `lsp_seg` evaluator.
     """
-    from hkmr_jax import eval_lib, inference
+    from hkmr_jax import eval_lib, eval_report, inference
     from hkmr_jax.data import pipeline
 
     for value, flag in ((limit, "limit"), (batch_size, "batch_size")):
@@ -303,12 +303,12 @@ def evaluate_run(config, workdir, datasets=None, evaluators=None, step=None, lim
         result = results.setdefault(file, {"checkpoint_step": run.step})
         result[key] = eval_lib.run_evaluator(evaluator, ctx, sources[dataset, split], **kwargs)
     for file, result in results.items():
-        eval_lib.write_json(
+        eval_report.write_json(
             _with_earlier(out_dir / f"{file}.json", result), out_dir / f"{file}.json"
         )
         if "doc_sweep" in result:
-            eval_lib.plot_doc_sweep({config.model.name: result["doc_sweep"]},
-                                    out_dir / f"{file}_doc_sweep.png")  # fmt: skip
+            eval_report.plot_doc_sweep({config.model.name: result["doc_sweep"]},
+                                       out_dir / f"{file}_doc_sweep.png")  # fmt: skip
     return results
 
 
@@ -319,7 +319,7 @@ def _main(argv) -> None:
         raise cli.UserError("--workdir is required: the training run's directory.")
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
-    from hkmr_jax import eval_lib, inference
+    from hkmr_jax import eval_report, inference
 
     config = None
     if FLAGS["config"].present or _OVERRIDES:
@@ -332,7 +332,7 @@ def _main(argv) -> None:
                            {"part_labels": _PART_LABELS.value,
                             "vertex_texture": _TEXTURE.value,
                             "cube_parts": _CUBE.value})  # fmt: skip
-    print(eval_lib.format_table(results))
+    print(eval_report.format_table(results))
     print(f"written to {Path(_WORKDIR.value) / 'eval'}/")
 
 

@@ -1,54 +1,10 @@
 """Body-part silhouettes of a mesh and SPIN's LSP segmentation scores (paper Table 5).
 
-SPIN's protocol (its `eval.py`, dataset `lsp`), reproduced here::
-
-    parts = PartLabels.from_body(body)                  # or .from_file / .from_spin_texture
-    mask, labels = render_parts(vertices, body.faces, camera, parts, size=224)
-    labels = uncrop(labels, center, scale, image_shape)  # back to the whole image
-    scores = SegmentationScores(); scores.add(labels, gt_parts, labels > 0, gt_mask)
-    scores.summary()   # FB / parts accuracy (%) and F1
-
-* **Camera** (`spin_camera`): SPIN renders the predicted mesh in the crop with a
-  perspective camera of focal length f = 5000 px, principal point at the crop centre and
-  translation ``(tx, ty, 2f / (res · s))`` from the weak-perspective camera; in this
-  project's convention (`geometry.weak_perspective`: ``x = s·X + ρ``, HMR's code writes
-  ``s·(X + t)``) SPIN's ``(tx, ty)`` is ``ρ / s``. No anti-aliasing: one sample per pixel
-  centre (`render.rasterize`), the nearest surface wins.
-* **Parts**: 0 background, then SPIN's six body parts in the order of `PART_NAMES`
-  (1 left arm, 2 right arm, 3 head, 4 left leg, 5 right leg, 6 torso; "left" is the
-  person's own left, SMPL's ``left_*`` joints). SPIN's code does not name its labels;
-  this order is the one its derivatives document for SPIN's part renderer (e.g.
-  STRAPS' ``NMRRenderer``, "adapted from SPIN's part_utils.py").
-* **Where a pixel's part comes from** (`PartLabels`):
-
-  - the built-in body (or any SMPL-format body): each vertex's dominant skinning joint
-    (argmax of its weights) through `JOINT_TO_PART`; the pixel takes the label of its
-    face's corner with the largest barycentric weight.
-  - a plain per-vertex label file ``.npy`` [V] of integers 0…6: the same rule.
-  - SPIN's ``vertex_texture.npy`` + ``cube_parts.npy``, read as SPIN's renderer uses them
-    (its `utils/part_utils.py` with the Neural Mesh Renderer): the texture is NMR's,
-    [1, F, T, T, T, 3] RGB in [0, 1], a T×T×T colour cube per face; NMR samples it at a
-    pixel by trilinear interpolation at ``clip(w_k · (T − 1), 0, T − 1 − ε)`` for the
-    pixel's perspective-correct barycentric weights w_0, w_1, w_2 (so the cube's corners
-    hold the face's vertex colours); SPIN then reads the part as
-    ``cube_parts[⌊100 r⌋, ⌊100 g⌋, ⌊100 b⌋]`` (a lookup cube from quantised colour to
-    part) and zeroes it off the silhouette. `render_parts` does exactly that per pixel.
-
-* **Uncrop** (`uncrop`): SPIN's ``utils/imutils.uncrop``: the crop's corners through
-  ``transform([1, 1], …, invert=1)`` and ``transform([res + 1, res + 1], …)`` (integer
-  truncation included), a nearest-neighbour resize of the whole crop to that box
-  (``scipy.misc.imresize(interp='nearest')``, which is PIL's NEAREST resize), pasted
-  into a zero image of the original size with the box clipped to it. (SPIN uncrops its
-  float 0/1 mask, which `imresize` rescales to 0/255 by its range; an all-covered crop
-  would vanish there; here the mask is uint8 0/1.)
-* **Scores** (`SegmentationScores`): foreground/background: accuracy = equal pixels / all
-  pixels, F1 = mean over the two classes of 2·tp / (2·tp + fp + fn); parts: classes 0…6,
-  a ground-truth 255 is ignored (the prediction is cleared there for tp/fp/fn; for
-  accuracy both maps set 255 to 0); tp, fp, fn and pixel counts are summed over the
-  whole set before the ratios (SPIN's accumulation).
-
-Speed (`benchmarks/lsp_seg.py`, the built-in body at 224 px on the shared 2-core
-machine): ~380-430 images/s rendered; uncrop and scoring ~900 images/s.
+SPIN's protocol (its `eval.py`, dataset `lsp`): `PartLabels` (from skinning weights, a
+label file or SPIN's texture and part cube) → `render_parts` with SPIN's camera
+(`spin_camera`) → `uncrop` into the whole image → `SegmentationScores` (FB and parts
+accuracy and F1). Camera, parts, uncrop and scores in detail: docs/lsp_seg.md; the
+contact sheet of predictions: `hkmr_jax.tools.lsp_seg_sheet`.
 """
 
 from __future__ import annotations
@@ -146,7 +102,7 @@ class PartLabels:
 
     @classmethod
     def from_spin_texture(cls, vertex_texture, cube_parts) -> PartLabels:
-        """SPIN's ``data/vertex_texture.npy`` and ``data/cube_parts.npy`` (module docstring)."""
+        """SPIN's ``data/vertex_texture.npy`` and ``data/cube_parts.npy`` (docs/lsp_seg.md)."""
         texture = _load_npy(vertex_texture, "vertex texture")
         if texture.ndim == 6 and texture.shape[0] == 1:
             texture = texture[0]  # NMR's leading batch axis
@@ -443,106 +399,3 @@ class SegmentationScores:
             "num_pixels": int(self.fb_pixels),
             "num_examples": int(self.num_examples),
         }
-
-
-# ------------------------------------------------------------------------ contact sheet
-
-#: RGB per label for pictures: background white, then the six parts.
-PALETTE = np.array([[255, 255, 255], [220, 60, 60], [60, 90, 220], [240, 190, 40],
-                    [190, 70, 200], [50, 190, 200], [110, 190, 90]], np.uint8)  # fmt: skip
-
-
-def colourize(labels) -> np.ndarray:
-    """uint8 [H, W, 3] picture of a label map (255, ignored, in grey)."""
-    labels = np.asarray(labels)
-    out = PALETTE[np.minimum(labels, NUM_CLASSES - 1)]
-    out[labels == IGNORE] = 160
-    return out
-
-
-def contact_sheet(images, truths, predictions: dict, zoom: int = 2) -> np.ndarray:
-    """One row per example: the image, its true parts, then each model's parts.
-
-    Args:
-      images: [N, S, S, 3] uint8; truths: [N, S, S] labels; predictions: {name: [N, S, S]}.
-      zoom: nearest-neighbour enlargement of every cell.
-    """
-    columns = [("image", np.asarray(images))]
-    columns.append(("truth", np.stack([colourize(t) for t in truths])))
-    for name, pred in predictions.items():
-        columns.append((name, np.stack([colourize(p) for p in pred])))
-    n, s = len(images), np.asarray(images).shape[1] * zoom
-    sheet = np.full((n * s, len(columns) * s, 3), 255, np.uint8)
-    for c, (name, cells) in enumerate(columns):
-        for r in range(n):
-            cell = np.repeat(np.repeat(cells[r], zoom, axis=0), zoom, axis=1)
-            if r == 0:
-                cell = cell.copy()
-                render.caption(cell, name)
-            sheet[r * s : (r + 1) * s, c * s : (c + 1) * s] = cell
-    return sheet
-
-
-def main(argv=None) -> int:
-    """``python -m hkmr_jax.segmentation``: predicted vs true part maps of trained runs
-    on the synthetic test split, as one PNG (docs/lsp_seg.png)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="hkmr-lsp-seg-sheet",
-        description="Predicted vs true body-part maps (SPIN's LSP protocol) on synthetic people.",
-    )
-    parser.add_argument(
-        "--configs", required=True, help="comma-separated config files (FILE[:variant])"
-    )
-    parser.add_argument("--workdirs", required=True, help="comma-separated run directories")
-    parser.add_argument("--names", help="comma-separated column titles (default: model names)")
-    parser.add_argument("--num", type=int, default=6, help="examples (rows)")
-    parser.add_argument("--zoom", type=int, default=2, help="cell enlargement")
-    parser.add_argument("--out", default="lsp_seg.png", help="output PNG")
-    args = parser.parse_args(argv)
-    from hkmr_jax import cli
-
-    with cli.report_errors(parser.prog):
-        return _sheet(args)
-
-
-def _sheet(args) -> int:
-    import jax
-    from flax import nnx
-
-    from hkmr_jax import bodies, config_files, eval_lib, inference
-    from hkmr_jax.data import pipeline
-
-    configs, workdirs = args.configs.split(","), args.workdirs.split(",")
-    if len(configs) != len(workdirs):
-        raise ValueError(f"give one config per workdir: {len(configs)} vs {len(workdirs)}.")
-    if not 1 <= args.num <= 64:
-        raise ValueError(f"--num must be 1-64, got {args.num}.")
-    names = args.names.split(",") if args.names else None
-    predictions, dataset = {}, None
-    for k, (spec, workdir) in enumerate(zip(configs, workdirs, strict=True)):
-        path, _, variant = spec.partition(":")
-        config = config_files.get_config(path, variant or None)
-        if dataset is None:
-            dataset = pipeline.make_source("synthetic", "test", config.data).with_segmentation()
-            examples = [dataset[i] for i in range(args.num)]
-            images = np.stack([e["image"] for e in examples])
-        model, _ = inference.restore_model(config, workdir)
-        graphdef, variables = nnx.split(model)
-        out = nnx.merge(graphdef, variables)(inference.normalize_images(jax.numpy.asarray(images)))
-        body, _ = bodies.load_body(config)
-        vertices = np.asarray(eval_lib.predicted_vertices(out, body))
-        parts = PartLabels.from_body(body)
-        cameras = np.asarray(out.final.camera)
-        size = images.shape[1]
-        _, labels = render_parts_batch(vertices, np.asarray(body.faces), cameras, parts, size)
-        predictions[names[k] if names else config.model.name] = labels
-    sheet = contact_sheet(images, [e["seg_parts"] for e in examples], predictions, args.zoom)
-    path = render.write_png(args.out, sheet)
-    print(f"wrote {path} ({sheet.shape[1]}×{sheet.shape[0]} px)")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

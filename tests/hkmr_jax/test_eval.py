@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hkmr_jax import eval_lib, geometry
+from hkmr_jax import eval_lib, eval_report, geometry
 from hkmr_jax.models.params import RegressorOutput
 from smpl_jax import rotation, skeleton, synthetic
 
@@ -97,9 +97,9 @@ def test_doc_sweep_plot_json_and_bad_name(body, tmp_path):
     sweep = eval_lib.run_evaluator("doc_sweep", ctx, source, kinds=("circle",), joints=(0, 6))
     assert set(sweep["circle"]) == {"1", "2", "3", "4", "5"}
     assert all(v > 0 for v in sweep["circle"].values())
-    png = eval_lib.plot_doc_sweep({"constant": sweep}, tmp_path / "doc.png")
+    png = eval_report.plot_doc_sweep({"constant": sweep}, tmp_path / "doc.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    path = eval_lib.write_json({"doc_sweep": sweep}, tmp_path / "eval" / "synthetic.json")
+    path = eval_report.write_json({"doc_sweep": sweep}, tmp_path / "eval" / "synthetic.json")
     assert json.loads(path.read_text())["doc_sweep"] == sweep
     assert [p.name for p in path.parent.iterdir()] == ["synthetic.json"]
     with pytest.raises(ValueError, match="unknown evaluator"):

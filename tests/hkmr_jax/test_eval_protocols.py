@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import smpl_jax
-from hkmr_jax import eval_lib
+from hkmr_jax import eval_lib, eval_report
 from hkmr_jax.models.params import RegressorOutput
 from smpl_jax import rotation, skeleton
 
@@ -226,7 +226,7 @@ def test_invisible_joints_with_a_visibility_key(bodies):
     np.testing.assert_allclose(result["pck"], 50.0)
     assert result["visible"]["num_joints"] == (17 - 3) * 2
     assert result["visible"]["mpjpe_px"] < 1e-3 and result["visible"]["pck"] == 100.0
-    line = eval_lib.format_table({"mpii": {"invisible": result}})
+    line = eval_report.format_table({"mpii": {"invisible": result}})
     assert "mpii: invisible 4 joints, 5.50 px, PCK 50.0 %" in line
     # No invisible joint at all: no error to report (None, not NaN, in the JSON).
     source = _keypoint_source(keypoints, n=2, visible=(keypoints[:, 2] > 0).astype(np.float32))

@@ -18,9 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hkmr_jax import config_files, eval_cli, eval_lib, segmentation
+from hkmr_jax import config_files, eval_cli, eval_lib, eval_report, segmentation
 from hkmr_jax.data import pipeline, spin_format
 from hkmr_jax.models.params import RegressorOutput
+from hkmr_jax.tools import lsp_seg_sheet
 from smpl_jax import rotation, synthetic
 from tests.hkmr_jax.test_segmentation import spin_scores  # SPIN's eval.py loop, transcribed
 
@@ -166,7 +167,7 @@ def test_eval_cli_writes_lsp_seg_for_lsp_and_synthetic(smoke_run, data_dir):
         assert r["num_examples"] == 3 and saved["checkpoint_step"] == 0
     assert results["synthetic"]["lsp_seg"]["num_pixels"] == 3 * 32 * 32
     assert eval_cli.dataset_evaluators("lsp") == ("lsp_seg",)
-    assert "lsp_seg" in eval_lib.format_table(results)
+    assert "lsp_seg" in eval_report.format_table(results)
 
 
 def test_lsp_seg_refuses_data_without_masks(data_dir):
@@ -225,15 +226,15 @@ def test_build_refuses_mask_paths_outside_the_mask_root(tmp_path):
 def test_contact_sheet_tool_draws_truth_and_predictions(smoke_run, tmp_path, capsys):
     out = tmp_path / "sheet.png"
     config = str(ROOT / "configs" / "hkmr.py") + ":smoke"
-    rc = segmentation.main(["--configs", config, "--workdirs", str(smoke_run), "--num", "2",
+    rc = lsp_seg_sheet.main(["--configs", config, "--workdirs", str(smoke_run), "--num", "2",
                             "--names", "smoke", "--out", str(out)])  # fmt: skip
     assert rc == 0 and "wrote" in capsys.readouterr().out
     sheet = iio.imread(out)
     assert sheet.shape == (2 * 64, 3 * 64, 3)  # 2 rows of image | truth | smoke, 32 px × 2
     truth = sheet[64:, 64:128]  # second row: no caption
     colours = {tuple(c) for c in truth.reshape(-1, 3)}
-    assert colours <= {tuple(c) for c in segmentation.PALETTE} and len(colours) > 2
+    assert colours <= {tuple(c) for c in lsp_seg_sheet.PALETTE} and len(colours) > 2
     with pytest.raises(SystemExit) as exit_info:
-        segmentation.main(["--configs", config, "--workdirs", f"{smoke_run},{smoke_run}"])
+        lsp_seg_sheet.main(["--configs", config, "--workdirs", f"{smoke_run},{smoke_run}"])
     assert exit_info.value.code == 2
     assert "one config per workdir" in capsys.readouterr().err
