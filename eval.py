@@ -1,7 +1,7 @@
 """Evaluate a trained run with its own config: `python eval.py --workdir runs/x`.
 
-See `hkmr_jax/eval_cli.py` for what it runs and writes (the same program is installed as
-`hkmr-eval`).
+See docs/evaluation.md for what it runs and writes (the same program, `hkmr_jax/eval_cli.py`,
+is installed as `hkmr-eval`).
 """
 
 from absl import flags

@@ -1,6 +1,7 @@
 """Train and evaluate HKMR or HMR: `python train.py --config configs/hkmr.py --workdir runs/x`.
 
-See `hkmr_jax/train_cli.py` for the flags (the same program is installed as `hkmr-train`).
+See docs/training.md for the flags (the same program, `hkmr_jax/train_cli.py`, is installed
+as `hkmr-train`).
 """
 
 from hkmr_jax.train_cli import main

@@ -1,5 +1,6 @@
 """The body a run uses: its SMPL model and the [17, V] Human3.6M joint regressor that
-evaluation (and the losses' 3D joints) read its mesh with (`load_body`)."""
+evaluation (and the losses' 3D joints) read its mesh with (`load_body`). Without
+`config.body_model`, the built-in body and its own regressor; see docs/training.md."""
 
 from __future__ import annotations
 

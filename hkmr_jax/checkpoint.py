@@ -1,20 +1,10 @@
-"""Checkpoints: orbax's `CheckpointManager` behind one small class.
+"""Checkpoints: orbax's `CheckpointManager` behind one small class (`Checkpointer`).
 
-A checkpoint is one pytree of arrays (the training state) saved under
-`<directory>/<step>/`. Orbax writes every step to a temporary directory and renames it
-when complete, so a crash mid-save never leaves a half-written step under its final
-name. A step whose files were damaged or lost *after* the rename is still listed by orbax
-and fails to restore: `Checkpointer.restore` then warns and falls back to the previous
-step, so one bad directory never loses a run; with `set_aside=True` (training) the
-damaged newer steps are renamed `<step>.damaged-<UTC time>` (kept, never deleted), so
-that the step can be trained and saved again.
-
-Example::
-
-    ckpt = Checkpointer(workdir / "checkpoints", keep=3)
-    ckpt.save(step, state)                        # asynchronous; returns at once
-    restored = ckpt.restore(jax.eval_shape(lambda: state))   # (step, state) or None
-    ckpt.close()                                  # waits for pending saves
+A checkpoint is one pytree of arrays (the training state) under `<directory>/<step>/`,
+written atomically by orbax. A step damaged after it was written fails to restore:
+`restore` warns and falls back to the previous step, and with `set_aside=True` (training)
+renames the damaged steps `<step>.damaged-<UTC time>` (kept, never deleted). Usage and
+details: docs/training.md ("Checkpoints").
 """
 
 from __future__ import annotations
@@ -28,6 +18,7 @@ import warnings
 
 import jax
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from hkmr_jax.cli import UserError
 
@@ -159,8 +150,6 @@ class Checkpointer:
                 print(f"damaged checkpoint step {damaged} moved aside to {moved}; that step "
                       "will be trained and saved again", file=sys.stderr, flush=True)  # fmt: skip
         if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-
             multihost_utils.sync_global_devices("checkpoint_set_aside")
             self._manager.reload()
 

@@ -1,5 +1,6 @@
 """Checking a training config before anything runs or is written (`validate_config`):
-every problem found is reported at once, one line each, naming the field and the fix."""
+every problem found is reported at once, one line each, naming the field and the fix
+(`ConfigError`). Where it runs in a training start: docs/training.md ("The workdir")."""
 
 from __future__ import annotations
 

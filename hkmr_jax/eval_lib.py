@@ -1,53 +1,10 @@
 """Evaluation: MPJPE / PA-MPJPE clean and under synthetic occlusions, the DoC sweep, 3DPW's
-mesh errors, invisible joints, speed.
+mesh errors, invisible joints, LSP segmentation, speed (`EVALUATORS`, run by `hkmr-eval`
+and by training's `config.evals`).
 
-Protocol (SPIN's, `shared/FORMATS.md`): the predicted mesh of the last iteration goes
-through a 17-joint Human3.6M regressor (the user's `J_regressor_h36m.npy` for real SMPL,
-the built-in body's own otherwise) into SPIN's J24 slots, is centred on the pelvis, and
-the 14 LSP joints (`skeleton.J24_TO_J14`) are compared with the ground truth's
-root-centred `joints_3d` (same slots). Errors are reported in millimetres.
-
-Evaluators (`EVALUATORS`, selected by `config.evals` entries `{'name': ..., ...}`):
-
-* `standard`: MPJPE and PA-MPJPE on a dataset (its examples need `joints_3d`:
-  `has_3d` = 1).
-* `occluded`: the same under the fixed Bar / Circle / Rectangle test sets
-  (`data.occlusion.occlude_test_set`: DoC 3, seeded per example).
-* `doc_sweep`: paper Fig. 6 — for each DoC 1…5 and occluder kind, the occluder centred
-  on each of the 14 LSP joints in turn, MPJPE averaged over the joints; plotted to PNG.
-* `3dpw`: SPIN's 3DPW protocol (its `eval.py`). The ground truth is a mesh: the
-  example's `pose` / `betas` through the SMPL model of its `gender` ('m' male, 'f'
-  female; examples without one, such as the synthetic set's, through the run's own
-  body), then the same Human3.6M regressor, pelvis-centred, 14 LSP joints; the
-  prediction as above (the run's, neutral, body). MPJPE, PA-MPJPE and PVE, the mean
-  per-vertex distance between the predicted and ground-truth meshes, each centred on
-  its own regressed pelvis (SPIN's `eval.py` reports no PVE for 3DPW; this centring is
-  the one its successors use, e.g. PARE). The gendered models are the evaluator's
-  `body_model_male` / `body_model_female` arguments (paths to official `.pkl` / `.npz`
-  files, or `smpl_jax.SMPL` models); without them both genders use the run's body, with
-  a printed note (the built-in body has no gendered versions).
-* `lsp_seg`: paper Table 5, SPIN's LSP segmentation protocol (`hkmr_jax.segmentation`):
-  the predicted mesh rendered with SPIN's camera (f = 5000) into a silhouette and six
-  body parts, uncropped into the original image (SPIN-format LSP; the synthetic set's
-  crop is the image), scored against the true maps (`seg_mask`, `seg_parts`): FB and
-  parts accuracy (%) and F1, tp / fp / fn summed over the set, part label 255 ignored.
-* `invisible`: paper Table 4 (right), "MPII invisible joints": the 2D error of the joints
-  that are annotated but not visible. Predicted keypoints are
-  `geometry.weak_perspective` of the predicted mesh's J24 joints with the predicted
-  camera. Invisible joints: with an example key `visible` [24] (1 visible, 0 not),
-  annotated (keypoint confidence > 0) and `visible` == 0; without it (the synthetic
-  set, whose hidden keypoints keep their projected position), a J24 slot with a 3D
-  joint (`joints_3d[..., 3] > 0`), keypoint confidence 0 and the keypoint inside the
-  crop ([-1, 1]²). Only the 17 slots a mesh predicts (`geometry.j24_joints`' mask)
-  count. Reported: the mean distance in pixels of the crop at its stored size, pooled
-  over all invisible joints; PCK, the percentage of them within `pck_fraction` × crop
-  side (default 0.05: 11.2 px at 224 px, 3.2 px at 64 px; PCKh needs a head size that
-  these labels lack); their number; and the same for the visible joints.
-
-Datasets: `synthetic` (the built-in test split) and, once built with
-`python -m hkmr_jax.data.build`, `h36m_p1` / `h36m_p2` (SPIN-format valid_p1 / valid_p2),
-`3dpw` (SPIN-format 3dpw/test) and `mpii` (SPIN-format mpii/train, built with
-`--mpii_annotations` for its `visible` flags: the `invisible` evaluator's real data).
+SPIN's protocol: the last iteration's mesh through a 17-joint Human3.6M regressor, centred
+on the pelvis; its 14 LSP joints against the root-centred `joints_3d` (docs/CONTRACT_data.md),
+in millimetres. Each evaluator's protocol and the datasets: docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -63,7 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hkmr_jax import geometry, metrics
+import smpl_jax
+from hkmr_jax import geometry, metrics, segmentation
 from hkmr_jax.data import occlusion
 from hkmr_jax.models.params import RegressorOutput
 from smpl_jax import skeleton
@@ -280,8 +238,6 @@ def _body(spec, ctx: EvalContext, name: str):
     if isinstance(spec, str | os.PathLike):
         path = os.fspath(spec)
         if path not in _LOADED_BODIES:
-            import smpl_jax
-
             _LOADED_BODIES[path] = smpl_jax.load(path)
         spec = _LOADED_BODIES[path]
     if spec.num_vertices != ctx.body.num_vertices:
@@ -454,8 +410,6 @@ def _seg_batches(source, batch_size, limit):
 
 
 def _part_labels(ctx, part_labels=None, vertex_texture=None, cube_parts=None):
-    from hkmr_jax import segmentation
-
     if (vertex_texture is None) != (cube_parts is None):
         raise ValueError("give both vertex_texture and cube_parts (SPIN's data files), or neither.")
     if vertex_texture is not None and part_labels is not None:
@@ -486,8 +440,6 @@ def lsp_seg(ctx, source, limit=None, part_labels=None, vertex_texture=None, cube
       uncrop and scoring), render_size (the side of the rendered crops: `render_size`
       for uncropped data, the image size for the synthetic set) and part_source.
     """
-    from hkmr_jax import segmentation
-
     parts = _part_labels(ctx, part_labels, vertex_texture, cube_parts)
     if getattr(source, "segmentation", None) is False:  # a synthetic set: add its truth
         source = source.with_segmentation()

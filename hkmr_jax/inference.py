@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding
@@ -68,8 +69,6 @@ def check_workdir(workdir) -> pathlib.Path:
 def load_run_config(workdir):
     """A run's config (an `ml_collections.ConfigDict`) from ``WORKDIR/config.json``,
     written by training."""
-    import ml_collections
-
     workdir = check_workdir(workdir)
     path = workdir / "config.json"
     try:

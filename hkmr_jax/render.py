@@ -658,7 +658,7 @@ def draw_keypoints(
 
 def caption(image, text):
     """Draw `text` near the top of `image` in place if Pillow has a font, else do nothing."""
-    try:
+    try:  # lazy: Pillow (or its font) is optional here; without it, no caption
         from PIL import Image, ImageDraw, ImageFont
 
         font = ImageFont.load_default(size=max(10, image.shape[0] // 22))
@@ -672,7 +672,7 @@ def caption(image, text):
 
 def write_png(path, image) -> pathlib.Path:
     """Write `image` as PNG atomically (`smpl_jax.atomic_files`)."""
-    import imageio.v3 as iio
+    import imageio.v3 as iio  # lazy, heavy (~80 modules): the rasteriser is NumPy only
 
     data = iio.imwrite("<bytes>", np.asarray(image, np.uint8), extension=".png")
     return atomic_files.write_bytes(path, data)

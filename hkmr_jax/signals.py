@@ -1,5 +1,6 @@
 """Stopping a run cleanly: SIGTERM / SIGINT request a stop that the training loop honours
-between steps (it checkpoints and exits; the run resumes with the same command)."""
+between steps (it checkpoints and exits; the run resumes with the same command).
+See docs/training.md ("The command")."""
 
 from __future__ import annotations
 

@@ -3,14 +3,9 @@
     hkmr-train --config configs/hkmr.py:smoke --workdir runs/smoke [--overwrite] \\
         [--extend] [--verbose] [--config.num_steps=100 ...]
 
-A config with `task='pose_prior'` (configs/pose_prior.py) trains the pose VAE instead
-(`hkmr_jax.prior_train`).
-
-Running it again with the same workdir resumes from the latest checkpoint. SIGTERM or
-Ctrl-C saves a checkpoint and exits with status 0. `--extend` with a larger
-`--config.num_steps` trains a finished or stopped run longer. A mistake (a bad flag or
-config value, a missing file, a workdir in use or holding another config) is one
-message and exit status 2; `--verbose` adds the traceback.
+The same workdir again resumes from the latest checkpoint; SIGTERM or Ctrl-C saves and
+exits 0; a mistake is one message and exit status 2. `task='pose_prior'` configs train the
+pose VAE. Details: docs/training.md ("The command").
 """
 
 from __future__ import annotations
@@ -86,11 +81,11 @@ def _main(argv) -> None:
         logging.set_verbosity(logging.WARNING)
     config = _CONFIG.value
     if config.get("task") == "pose_prior":  # configs/pose_prior.py
-        from hkmr_jax import prior_train
+        from hkmr_jax import prior_train  # after flag parsing (heavy): --help stays fast
 
         prior_train.train_pose_prior(config, _WORKDIR.value)
         return
-    from hkmr_jax import train_lib  # after flag parsing: --help stays fast
+    from hkmr_jax import train_lib  # after flag parsing (heavy): --help stays fast
 
     try:
         train_lib.train_and_evaluate(config, _WORKDIR.value, overwrite=_OVERWRITE.value,

@@ -1,4 +1,8 @@
-"""Forward kinematics over a joint tree, and the rigid transforms used for skinning."""
+"""Forward kinematics over a joint tree, and the rigid transforms used for skinning.
+
+`forward_kinematics`, `skinning_transforms` and `linear_blend_skinning` are the steps of
+`smpl_jax.model`'s forward pass; the model's conventions: docs/CONTRACT_smpl_jax.md.
+"""
 
 from __future__ import annotations
 

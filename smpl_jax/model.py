@@ -1,4 +1,8 @@
-"""The SMPL body model as a JAX pytree, and its forward pass (Loper et al. 2015)."""
+"""The SMPL body model as a JAX pytree, and its forward pass (Loper et al. 2015).
+
+`SMPL` holds the model's arrays (a registered dataclass) and is called like smplx's layer;
+`regress_joints` applies a joint regressor. The API contract: docs/CONTRACT_smpl_jax.md.
+"""
 
 from __future__ import annotations
 

@@ -1,24 +1,10 @@
 """Read a pickle as data: an interpreter of pickle opcodes that never runs file code.
 
 `load` executes a pickle's opcodes on a stack machine of its own (no `pickle.Unpickler`,
-so no C `__setstate__`, `__reduce__` or import is ever reached). A global (GLOBAL,
-STACK_GLOBAL, INST) is looked up in the caller's allow-list; what it may become is
-decided here, not by the file:
-
-* `Admitted(name)`: a class stand-in. NEWOBJ / REDUCE / INST / OBJ /
-  `copyreg._reconstructor` on it make an `Obj`, a record of the class name, the
-  arguments, and (BUILD, at most once) the state. BUILD is refused on anything else.
-* `Admitted(name, call)`: a function of this project's, called by REDUCE with the
-  file's arguments; it validates them (`NUMPY`: arrays and dtypes become `Obj` records
-  that `to_array` turns into numpy arrays later, after checking sizes against bytes).
-* any other object (a marker) is pushed as it is and can be neither called nor built.
-
-Everything else a pickle can hold is plain data: None, bool, int, float, str, bytes,
-bytearray, tuple, list, dict, set, frozenset. Memory and time are linear in the file's
-size: every length is checked against the bytes present, dict and set keys are limited
-to hashes that cannot be made to collide, and out-of-band buffers, extension codes and
-persistent ids (without the caller's `persistent_load`) are refused. Converting the
-result (`to_array`, `plain`) refuses self-references and nesting deeper than `MAX_DEPTH`.
+so no C `__setstate__`, `__reduce__` or import is ever reached). A global is looked up in
+the caller's allow-list of `Admitted` names: a class stand-in that becomes an `Obj` record,
+or a function of this project's that validates its arguments; everything else is plain
+data. Memory and time are linear in the file's size. Details: docs/safe_loading.md.
 """
 
 from __future__ import annotations

@@ -2,15 +2,10 @@
 
     python -m hkmr_jax.data.build --dataset h36m --manual_dir ~/spin_data \\
         --data_dir ~/tensorflow_datasets [--splits valid_p1,valid_p2] [--num_workers 8]
-    python -m hkmr_jax.data.build --dataset mpii --manual_dir ~/spin_data \\
-        --data_dir ~/tensorflow_datasets \\
-        --mpii_annotations ~/mpii/mpii_human_pose_v1_u12_1.mat
 
-`manual_dir` holds SPIN's `dataset_extras/*.npz` and the image folders; run with
-`--layout` to print the layout every dataset expects. `--mpii_annotations` (mpii only)
-adds MPII's per-joint visibility flags (`hkmr_jax.data.mpii_visibility`), which the
-`invisible` evaluator (paper Table 4 right) needs. The result is read with
-`hkmr_jax.data.spin_format.load_split(name, split, data_dir)`.
+`--layout` prints the layout `manual_dir` must have; `--mpii_annotations` (mpii only) adds
+MPII's visibility flags. Read the result with `spin_format.load_split`. Details:
+docs/spin_format.md.
 """
 
 from __future__ import annotations

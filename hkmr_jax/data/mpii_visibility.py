@@ -1,46 +1,11 @@
 """MPII's per-joint visibility flags for the people of SPIN's `mpii_train.npz`.
 
-SPIN's MPII file (`docs/CONTRACT_data.md`) keeps only whether a joint is annotated
-(`part[..., 2]`); whether the annotated joint is *visible* is in MPII's own annotation
-file, `mpii_human_pose_v1_u12_1.mat` (in `mpii_human_pose_v1_u12_2.zip` from
-http://human-pose.mpi-inf.mpg.de/). Paper Table 4 (right), "MPII invisible joints", needs
-it; `hkmr_jax.eval_lib.invisible` reads it as the example key `visible`::
-
-    annotations = read_annotations("mpii_human_pose_v1_u12_1.mat")
-    visible = spin_visibility(spin_format.read_npz("mpii_train.npz"), annotations)
-
-The .mat holds a MATLAB struct `RELEASE`; this module reads `RELEASE.annolist(i)`:
-`.image.name`, and per person `.annorect(r)` with `.objpos.{x,y}`, `.scale` and
-`.annopoints.point(k).{id, x, y, is_visible}` (`id` 0…15 in MPII's joint order:
-r-ankle, r-knee, r-hip, l-hip, l-knee, l-ankle, pelvis, thorax, upper neck, head top,
-r-wrist, r-elbow, r-shoulder, l-shoulder, l-elbow, l-wrist).
-
-Matching a SPIN row to an MPII person. SPIN's `datasets/preprocess/mpii.py` copies the
-centre, scale and keypoints of stacked hourglass's `annot/train.h5` (pose-hg-train),
-whose `src/misc/convert_annot.py` wrote, per MPII person,
-
-    center = (objpos.x, objpos.y + 15 · scale_mpii),   scale = 1.25 · scale_mpii,
-    part   = the points' (x, y) cast to int (pixels as in the .mat),
-
-and `imgname` = 'images/' + `image.name` (pose-hg-train issue #32 shows the first person:
-.mat (594, 257), 3.02 → h5 (594, 302), 3.776). A SPIN row therefore matches the person
-of the same image name (the last path component of `imgname`) whose centre by that rule
-lies within `tolerance_px` of the row's `center`; when several do (a person annotated
-twice), the one whose points agree best with the row's `part`. The matched person's
-points must then agree with every joint the row labels (confidence > 0), within
-`tolerance_px` (the int cast moves them by under √2 px). A row that matches no person,
-or disagrees with its match, raises a ValueError naming the row, the image and the fix:
-such a row means another MPII file, another preprocessing, or a wrong image, and a
-visibility flag for it would be a guess.
-
-Visibility. MPII's `is_visible` is a number, a string ('0' / '1') or empty; an empty or
-absent flag counts as visible, as pose-hg-train's `mpii.py` reads it (and so the
-`visible` of SPIN's source h5). The result is 1 for a joint annotated and visible, 0 for
-one annotated and not visible, and 0 for a joint MPII does not annotate (the evaluator
-excludes those by their confidence anyway). MPII joint `id` goes to J24 slot
-`MPII_TO_J24[id]` (SPIN's `joints_idx`; names in `smpl_jax.skeleton.J24_NAMES`).
-
-scipy (`scipy.io.loadmat`) reads the .mat; it is imported only when a file is read.
+SPIN's MPII file keeps only whether a joint is annotated; whether it is *visible* is in
+MPII's own `mpii_human_pose_v1_u12_1.mat`, which paper Table 4 (right) needs
+(`eval_lib.invisible` reads it as the example key `visible`). `read_annotations` reads the
+.mat (with scipy); `spin_visibility` matches every SPIN row to its MPII person by
+pose-hg-train's box rule, or raises naming the row. The rule in full:
+docs/CONTRACT_data.md ("MPII invisible joints").
 """
 
 from __future__ import annotations
@@ -177,7 +142,7 @@ def read_annotations(path) -> dict[str, list[Person]]:
     if not path.is_file():
         raise FileNotFoundError(f"MPII annotation file {path} does not exist. {_DOWNLOAD}.")
     try:
-        import scipy.io
+        import scipy.io  # lazy: scipy is optional (not a dependency); only the .mat needs it
     except ImportError as e:
         raise ImportError(
             f"Reading {path} needs scipy (scipy.io.loadmat): pip install scipy"
@@ -243,7 +208,7 @@ def spin_visibility(
 
     Returns:
       float32 [N, 24] in J24 order: 1 annotated and visible, 0 annotated and not visible,
-      0 not annotated (see the module docstring for the matching rule).
+      0 not annotated (the matching rule: docs/CONTRACT_data.md).
 
     Raises:
       ValueError: naming the row, its image and the fix, when a row's image is not in the

@@ -1,41 +1,10 @@
 """The training input pipeline (grain): datasets mixed by ratio, sharded by host, prefetched.
 
-The training step number alone determines the examples. Example `n` of the global stream
-(step `n // B`, batch slot `n % B`, B the global batch size) is a pure function of the
-config and `n`:
-
-1. every dataset is a random-access source, shuffled per epoch with its own seed and
-   repeated forever (`grain.MapDataset.source(src).shuffle(seed).repeat()`); the
-   built-in synthetic train split is already an i.i.d. random stream, read in order;
-2. the datasets are interleaved by ratio (`grain.MapDataset.mix`): a fixed,
-   deterministic assignment of stream positions to datasets in which every window of
-   positions holds each dataset in its proportion (proportions quantised to 1% of the
-   smallest ratio); dataset k's j-th position takes the j-th example of its own stream;
-3. augmentation (optional) draws from a generator seeded by (seed, n).
-
-So resuming at step k gives exactly the batches an uninterrupted run sees from step k,
-whatever the number of hosts, prefetch threads or worker processes. With P processes,
-process p takes the slots [p·B/P, (p+1)·B/P) of every global batch
-(`jax.make_array_from_process_local_data` reassembles the global batch from the hosts'
-slices).
-
-Config fields read here (`config.data`, see `configs/hkmr.py`):
-
-* `datasets`: list of `{name, ratio[, split]}`; `name` is one of `dataset_names()`
-  ('synthetic', or a SPIN-format name such as 'h36m' once built), or several joined by
-  '+' ('lsp+mpii+lspet+coco2014'), which share `ratio` in proportion to their sizes
-  (SPIN's rule for its in-the-wild 2D datasets). Ratios are normalised to sum to 1.
-* `image_size` (synthetic crops), `data_dir` (TFDS directory of the SPIN-format data),
-  `seed`, `augment` (None: off; a mapping of `augment.AugmentConfig` fields, {} for
-  SPIN's defaults), `num_threads` and `prefetch` (examples read ahead in threads),
-  `worker_count` (0: the threads run in the training process; N > 0: N grain worker
-  processes, started with 'spawn', each with `num_threads` threads, make whole batches).
-
-Every example is reduced to the keys of docs/CONTRACT_data.md (`CONTRACT_KEYS`), with
-`dataset_id` = the dataset's position in the expanded `datasets` list, plus the
-augmentation it received (`AUGMENT_KEYS`: SPIN's `rot_angle` and `is_flipped`; zeros
-when augmentation is off), which the training step needs to move stored SMPLify fits
-(kept in the example's original frame) to and from the batch's frame.
+Example `n` of the global stream (step `n // B`, slot `n % B`) is a pure function of the
+config and `n`, so a resumed run sees the batches an uninterrupted one would, whatever the
+number of hosts, threads or worker processes; process p of P takes its slice of every
+global batch. Examples carry the keys of docs/CONTRACT_data.md plus `AUGMENT_KEYS`.
+How the stream is made and the `config.data` fields: docs/pipeline.md.
 """
 
 from __future__ import annotations
@@ -47,7 +16,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import grain
+import jax
 import numpy as np
+from absl import flags
+
+from hkmr_jax.data import augment
 
 #: The keys every training example carries (docs/CONTRACT_data.md).
 CONTRACT_KEYS = (
@@ -88,6 +61,8 @@ def register_dataset(name: str, factory: Callable[[str, Mapping], Any]) -> None:
 def _synthetic_law(data_config: Mapping) -> dict:
     """The pose law's dataset arguments from `synthetic_yaw_range` / `synthetic_pose_spread`
     (absent or None: the dataset's defaults)."""
+    # Lazy, heavy: importing the synthetic data runs JAX (and so picks its backend) and
+    # loads the renderer; runs and grain workers without synthetic data never need it.
     from hkmr_jax.data import synthetic
 
     yaw_range, pose_spread = synthetic.check_pose_law(
@@ -97,7 +72,7 @@ def _synthetic_law(data_config: Mapping) -> dict:
 
 
 def _synthetic(split: str, data_config: Mapping):
-    from hkmr_jax.data import synthetic  # lazily: renders with the built-in body
+    from hkmr_jax.data import synthetic  # lazy, heavy: see `_synthetic_law`
 
     return synthetic.SyntheticDataset(
         split=split, size=int(data_config.get("image_size", 64)),
@@ -131,7 +106,7 @@ def _synthetic_2d(split: str, data_config: Mapping):
     """'synthetic_2d': other people of the built-in data (seed `synthetic_seed` + 1) with
     2D keypoints only, `synthetic_2d_length` of them (20,000 by default: a finite set that
     a run revisits, as SPIN's fits need)."""
-    from hkmr_jax.data import synthetic
+    from hkmr_jax.data import synthetic  # lazy, heavy: see `_synthetic_law`
 
     return _WithoutSMPL(synthetic.SyntheticDataset(
         split=split, size=int(data_config.get("image_size", 64)),
@@ -166,7 +141,7 @@ class _SpinSource:
     flags); the training stream keeps the contract's keys only."""
 
     def __init__(self, name: str, split: str, data_dir):
-        from hkmr_jax.data import spin_format
+        from hkmr_jax.data import spin_format  # lazy, heavy: imports tensorflow_datasets
 
         if not data_dir:
             raise ValueError(
@@ -274,8 +249,6 @@ class _Augment:
     rotation and flip in `AUGMENT_KEYS`."""
 
     def __init__(self, augment_config):
-        from hkmr_jax.data import augment
-
         self._sample, self._apply = augment.sample_params, augment.apply_params
         self._config = augment.AugmentConfig.from_mapping(augment_config)
 
@@ -384,8 +357,6 @@ def host_dataset(config, start_step: int = 0, *, process_index: int = 0,
 def _worker_init(index: int, count: int) -> None:
     """In every worker process: JAX (which the built-in data's renderer uses) stays on
     the CPU, so workers never take an accelerator from the training process."""
-    import jax
-
     jax.config.update("jax_platforms", "cpu")
 
 
@@ -408,8 +379,6 @@ def train_iterator(
       augment_rotation float32 [b] (degrees), augment_flip float32 [b] (0 / 1).
     """
     if process_index is None or process_count is None:
-        import jax
-
         process_index, process_count = jax.process_index(), jax.process_count()
     ds = host_dataset(config, start_step, process_index=process_index, process_count=process_count)
     b = local_batch_size(int(config.batch_size), process_count)
@@ -425,8 +394,6 @@ def train_iterator(
     # batched dataset is local batch k; worker w makes batches w, w + N, ... (each with
     # `num_threads` reader threads) and they are interleaved back in order, so the batches
     # are the same as without workers, whatever N.
-    from absl import flags
-
     if not flags.FLAGS.is_parsed():  # grain reads its absl flags; defaults outside an app
         flags.FLAGS.mark_as_parsed()
     batches = ds.batch(b, drop_remainder=True)

@@ -1,4 +1,8 @@
-"""Models: encoders, the HKMR regressor, the HMR baseline, and their parameters."""
+"""Models: encoders, the HKMR regressor, the HMR baseline, and their parameters.
+
+Re-exports the regressors, `MeshRegressor` / `create` (encoder + regressor) and the
+parameter types. The choices: docs/hkmr.md; the encoders: docs/encoder.md.
+"""
 
 from hkmr_jax.models.hkmr import HKMR
 from hkmr_jax.models.hmr import HMR

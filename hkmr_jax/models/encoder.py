@@ -1,54 +1,10 @@
 """Image encoders: torchvision-layout ResNets and a small CPU-sized CNN, in `flax.nnx`.
 
-Every encoder maps NHWC float images ``[B, H, W, C]`` (C = 3, RGB) to the globally
-average-pooled feature Φ ``[B, feature_dim]`` that the HKMR and HMR regressors consume.
-
-* ``resnet18`` / ``resnet34`` (basic blocks) and ``resnet50`` / ``resnet101`` (bottleneck
-  blocks, torchvision "v1.5": the stride sits on the 3x3 conv) reproduce torchvision's
-  module tree, paddings and parameter shapes exactly, so ImageNet weights import one to one
-  (`hkmr_jax.models.torchvision_import.load_torchvision_resnet`). Attribute names mirror
-  torchvision's state-dict keys (``conv1``, ``bn1``, ``layer1[0].downsample[0]``, ...);
-  kernels are stored HWIO (torch: OIHW). There is no ``fc``: Φ is the pooled feature.
-  Φ has 512 features for ResNet-18/34 and 2048 for ResNet-50/101. Parameter counts equal
-  torchvision's without ``fc``: 11,176,512 (18), 21,284,672 (34), 23,508,032 (50),
-  42,500,160 (101).
-* ``small_cnn``: a few conv+BN+ReLU stages for configs that train on two CPU cores at
-  64-128 px.
-
-Inputs: any H, W ≥ 32 for the ResNets (the total stride is 32; the paper uses 224x224).
-ImageNet weights expect RGB in [0, 1] normalised with `IMAGENET_MEAN` / `IMAGENET_STD`;
-normalisation belongs to the data pipeline, not to the encoder.
-
-Batch normalisation:
-  ``nnx.BatchNorm(momentum=0.9, epsilon=1e-5)`` is torch's ``BatchNorm2d(momentum=0.1,
-  eps=1e-5)`` (flax keeps ``momentum`` of the old value, torch mixes in ``momentum`` of
-  the new one). Modules start in training mode, as torch modules do; switch with
-  ``model.train()`` / ``model.eval()`` (flax 0.12: they set ``use_running_average`` on
-  every BatchNorm), or take a mode view with ``nnx.view(model, use_running_average=True)``.
-  In training mode the running statistics are updated in place, so the training step must
-  carry ``nnx.BatchStat`` state through ``nnx.split`` / ``nnx.merge``.
-  One difference from torch remains: torch updates ``running_var`` with the unbiased
-  batch variance (n / (n - 1)), flax with the biased one; for n = B·H·W in the hundreds
-  and more the difference is below 1 %, and only the running statistics (eval mode) see it.
-  The batch variance is computed in two passes (``use_fast_variance=False``), as torch
-  does, because E[x²] − E[x]² cancels badly for post-ReLU activations with large means.
-
-Data parallelism:
-  under the data-parallel step (``jax.shard_map`` over a 1-D ``'data'`` mesh) the batch
-  statistics are **per device** — each device normalises with the mean and variance of
-  its own shard — unless ``bn_axis_name`` is given: ``bn_axis_name='data'`` passes
-  ``axis_name='data'`` to every ``nnx.BatchNorm``, which then averages the statistics over
-  the mesh axis with ``lax.pmean`` (synchronised BN). The default ``None`` is per-device
-  BN, as torchvision under ``DataParallel`` and as HMR and SPIN trained. An encoder built
-  with an ``axis_name`` can only run in training mode inside a ``shard_map`` (or ``pmap``)
-  that binds that axis; eval mode never reduces over it.
-
-Example:
-    >>> import jax.numpy as jnp
-    >>> from flax import nnx
-    >>> enc = create_encoder("small_cnn", rngs=nnx.Rngs(0), widths=(8, 16))
-    >>> enc(jnp.zeros((2, 64, 64, 3))).shape
-    (2, 16)
+Every encoder maps NHWC float images ``[B, H, W, 3]`` (RGB) to the globally average-pooled
+feature Φ ``[B, feature_dim]`` that the HKMR and HMR regressors consume. The ResNets
+(18/34/50/101, no ``fc``) match torchvision's module tree and parameter shapes, so ImageNet
+weights import one to one (`torchvision_import`). BatchNorm matches torch's; its batch
+statistics are per device unless ``bn_axis_name`` is given. Details: docs/encoder.md.
 """
 
 from __future__ import annotations
@@ -295,7 +251,7 @@ class ResNet(nnx.Module):
             variants with the same key layout.
         in_channels: image channels (3 for the ImageNet weights).
         bn_axis_name: mesh axis over which BatchNorm averages batch statistics (sync BN),
-            e.g. ``'data'``; None (default) keeps them per device. See the module docstring.
+            e.g. ``'data'``; None (default) keeps them per device. See docs/encoder.md.
         zero_init_residual: initialise the last BN scale of every block to zero
             (torchvision's option; off by default, as there).
         dtype: computation dtype (e.g. ``jnp.bfloat16``); None follows the inputs/params.

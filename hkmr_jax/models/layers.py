@@ -1,4 +1,8 @@
-"""Layers and initialisers shared by the regressors (`hkmr.HKMR`, `hmr.HMR`)."""
+"""Layers and initialisers shared by the regressors (`hkmr.HKMR`, `hmr.HMR`).
+
+`small_init` starts residual outputs near zero, so the first estimate stays near the mean
+parameters (docs/hkmr.md).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Encoder + regressor: an image batch in, SMPL parameters of every iteration out."""
+"""Encoder + regressor: an image batch in, SMPL parameters of every iteration out.
+
+`create` builds one from `config.model` (encoder, regressor, mean parameters, compute
+dtype). The regressors: docs/hkmr.md; the encoders: docs/encoder.md.
+"""
 
 from __future__ import annotations
 
@@ -74,7 +78,7 @@ def _synthetic_body_pose(pose_spread):
     code. Imported here, not at the top, so that `hkmr_jax.models` does not load the
     data package (and its dataset code) for a config option.
     """
-    from hkmr_jax.data import synthetic
+    from hkmr_jax.data import synthetic  # lazy, heavy: runs JAX at import, loads the renderer
 
     return synthetic.mean_body_pose(pose_spread)
 

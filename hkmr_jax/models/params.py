@@ -1,5 +1,6 @@
 """SMPL parameters as the regressors see them: representations, mean (initial) values, and
-the output structure shared by HKMR and HMR so that everything downstream takes either."""
+the output structure shared by HKMR and HMR so that everything downstream takes either.
+Representations: 'axis_angle' or '6d'; the choices: docs/hkmr.md."""
 
 from __future__ import annotations
 

@@ -1,44 +1,9 @@
 """Read PyTorch checkpoints without torch, and import torchvision ResNet weights.
 
-`load_torch_checkpoint` reads a file written by ``torch.save`` — the zip format (torch ≥
-1.6: ``<prefix>/data.pkl``, ``<prefix>/data/<key>`` raw storages, ``<prefix>/byteorder``,
-``<prefix>/version``) or the legacy stream format (torch < 1.6, e.g. the 2017 model-zoo
-files ``resnet50-19c8e357.pth``: magic number, protocol, system info, the object, the
-storage keys, then each storage as an int64 element count and its raw bytes) — and
-returns the pickled object with every tensor replaced by a NumPy array.
-
-The pickles are read as data by `smpl_jax.safe_pickle`, which admits only the names a
-tensor checkpoint uses, each mapped to a local NumPy implementation:
-``torch._utils._rebuild_tensor{,_v2}``, ``torch._utils._rebuild_parameter{,_with_state}``,
-``collections.OrderedDict`` and the typed storages (``torch.FloatStorage``,
-``torch.HalfStorage``, ``torch.LongStorage``, ... and their ``torch.cuda`` twins). Any
-other global raises `UnsafeCheckpointError`; nothing from the file is executed. Tensors are
-rebuilt from (storage, offset, size, stride) with bounds checked against the storage, so a
-crafted stride cannot read outside it nor a broadcast view expand it; every record's
-declared size is checked before it is read (memory stays within a few times the file).
-
-`load_torchvision_resnet` copies such a state dict into a `hkmr_jax.models.encoder.ResNet`:
-conv ``weight`` OIHW -> ``kernel`` HWIO; BN ``weight`` -> ``scale``, ``bias`` -> ``bias``,
-``running_mean`` -> ``mean``, ``running_var`` -> ``var``; ``fc.*`` and
-``*.num_batches_tracked`` are ignored. Every encoder variable must be filled with the
-right shape and every other checkpoint key must be used, or nothing is changed and
-`CheckpointMismatchError` names the keys, the expected and the found shapes.
-
-ImageNet weights (download on a machine with internet access; see `TORCHVISION_URLS`):
-
-* torchvision ``IMAGENET1K_V1`` (zip format): resnet18-f37072fd, resnet34-b627a593,
-  resnet50-0676ba61, resnet101-63fe2227; ``IMAGENET1K_V2``: resnet50-11ad3fa6,
-  resnet101-cd907fc2.
-* the original model-zoo files used by HMR-era code (legacy format, same values as V1):
-  resnet18-5c106cde, resnet34-333f7ec4, resnet50-19c8e357, resnet101-5d3b4d8f.
-
-Example:
-    >>> enc = create_encoder("resnet50", rngs=nnx.Rngs(0))          # doctest: +SKIP
-    >>> load_torchvision_resnet("resnet50-0676ba61.pth", enc)        # doctest: +SKIP
-
-To skip the random initialisation, load into an abstract encoder:
-``enc = nnx.eval_shape(lambda: create_encoder("resnet50", rngs=nnx.Rngs(0)))``; the
-loader fills every variable, so the result is concrete.
+`load_torch_checkpoint` reads a ``torch.save`` file (zip or legacy format) as data through
+`smpl_jax.safe_pickle`, every tensor a NumPy array; `load_torchvision_resnet` copies such a
+state dict into a `hkmr_jax.models.encoder.ResNet`, all keys and shapes checked, or changes
+nothing. Formats, the admitted names, the weight files: docs/encoder.md.
 """
 
 from __future__ import annotations

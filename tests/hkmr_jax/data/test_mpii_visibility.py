@@ -6,7 +6,7 @@ The mock .mat is written with `scipy.io.savemat` as MATLAB struct arrays (numpy 
 arrays), in the layout of MPII's release: `RELEASE.annolist(i).image.name`,
 `.annorect(r).{objpos.{x,y}, scale, annopoints.point(k).{id, x, y, is_visible}}`,
 `RELEASE.img_train`. `is_visible` comes as a number, a string '0' / '1' or empty, as in
-the real file. SPIN's rows follow pose-hg-train's rule (see `mpii_visibility`): centre
+the real file. SPIN's rows follow pose-hg-train's rule (docs/CONTRACT_data.md): centre
 (objpos.x, objpos.y + 15 · scale), scale 1.25 · scale, keypoints cast to int.
 """
 

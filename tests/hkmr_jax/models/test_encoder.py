@@ -288,7 +288,7 @@ def _abstract(name, **kwargs):
     return nnx.eval_shape(lambda: create_encoder(name, rngs=nnx.Rngs(0), **kwargs))
 
 
-# torchvision num_params minus fc; see the module docstring.
+# torchvision num_params minus fc; see docs/encoder.md.
 @pytest.mark.parametrize(
     "name, params, feature_dim",
     [
