@@ -2,7 +2,7 @@
 
     hkmr-eval --workdir runs/hkmr                       # the run's own evaluation
     hkmr-eval --workdir runs/hkmr \\
-        [--datasets synthetic,h36m_p1,h36m_p2,3dpw,mpii,lsp] \\
+        [--datasets synthetic,synthetic_2d,h36m_p1,h36m_p2,3dpw,mpii,lsp] \\
         [--evaluators standard,occluded,doc_sweep,3dpw,invisible,lsp_seg] \\
         [--body_model_male M.pkl --body_model_female F.pkl] [--step N] [--limit N] \\
         [--batch_size N] [--config configs/hkmr.py --config.data.data_dir=...] [--verbose] \\
@@ -30,6 +30,11 @@ crop size `data.image_size`, the data, the loss, ...) is refused, naming it. Tra
 bookkeeping fields (`IGNORED_FIELDS`) may differ and are not used. `body_model` /
 `h36m_regressor` may point elsewhere only when the saved path is missing on this machine
 (the same files, moved).
+
+`synthetic_2d` is the run's training people that had 2D keypoints only
+(`data.synthetic_2d_length` of them, with their labels: pipeline dataset
+`synthetic_2d_truth`), the people that SMPLify's fits supervise in a fitting run (paper
+Table 4 on the built-in data, `benchmarks/paper_tables.py`).
 
 `mpii` is SPIN's MPII file (its only MPII split, SPIN's training people: MPII's test
 annotations are not public), built with MPII's visibility flags
@@ -67,8 +72,10 @@ _PROG = "hkmr-eval"
 
 #: Evaluation dataset name → (pipeline dataset, split). Human3.6M: SPIN's protocols.
 #: MPII: SPIN's only MPII file, its training people (MPII's test labels are not public).
+#: synthetic_2d: the training people that 'synthetic_2d' gives with 2D keypoints only.
 DATASETS = {
     "synthetic": ("synthetic", "test"),
+    "synthetic_2d": ("synthetic_2d_truth", "train"),
     "h36m_p1": ("h36m", "valid_p1"),
     "h36m_p2": ("h36m", "valid_p2"),
     "3dpw": ("3dpw", "test"),
