@@ -1,7 +1,7 @@
 """`hkmr-eval` / `python eval.py`: evaluate a trained run with its own config.
 
     hkmr-eval --workdir runs/hkmr       # the run's own evaluation (its config.evals)
-    hkmr-eval --workdir runs/hkmr [--datasets synthetic,h36m_p1,h36m_p2,3dpw,mpii,lsp]
+    hkmr-eval --workdir runs/hkmr [--datasets synthetic,synthetic_2d,h36m_p1,h36m_p2,3dpw,mpii,lsp]
         [--evaluators standard,occluded,doc_sweep,3dpw,invisible,lsp_seg] [--step N] ...
 
 The model, its crop size, its body and `data_dir` come from WORKDIR/config.json; results
@@ -26,8 +26,10 @@ _PROG = "hkmr-eval"
 
 #: Evaluation dataset name → (pipeline dataset, split). Human3.6M: SPIN's protocols.
 #: MPII: SPIN's only MPII file, its training people (MPII's test labels are not public).
+#: synthetic_2d: the training people that 'synthetic_2d' gives with 2D keypoints only.
 DATASETS = {
     "synthetic": ("synthetic", "test"),
+    "synthetic_2d": ("synthetic_2d_truth", "train"),
     "h36m_p1": ("h36m", "valid_p1"),
     "h36m_p2": ("h36m", "valid_p2"),
     "3dpw": ("3dpw", "test"),

@@ -102,21 +102,29 @@ class _WithoutSMPL:
         return example
 
 
-def _synthetic_2d(split: str, data_config: Mapping):
-    """'synthetic_2d': other people of the built-in data (seed `synthetic_seed` + 1) with
-    2D keypoints only, `synthetic_2d_length` of them (20,000 by default: a finite set that
-    a run revisits, as SPIN's fits need)."""
+def _synthetic_2d_truth(split: str, data_config: Mapping):
+    """'synthetic_2d_truth': the people of 'synthetic_2d' with their labels kept, to
+    evaluate a run on the people it saw with 2D keypoints only (`eval.py --datasets
+    synthetic_2d`)."""
     from hkmr_jax.data import synthetic  # lazy, heavy: see `_synthetic_law`
 
-    return _WithoutSMPL(synthetic.SyntheticDataset(
+    return synthetic.SyntheticDataset(
         split=split, size=int(data_config.get("image_size", 64)),
         seed=int(data_config.get("synthetic_seed", 0)) + 1,
         length=int(data_config.get("synthetic_2d_length", 20_000)),
         **_synthetic_law(data_config),
-    ))  # fmt: skip
+    )  # fmt: skip
+
+
+def _synthetic_2d(split: str, data_config: Mapping):
+    """'synthetic_2d': other people of the built-in data (seed `synthetic_seed` + 1) with
+    2D keypoints only, `synthetic_2d_length` of them (20,000 by default: a finite set that
+    a run revisits, as SPIN's fits need)."""
+    return _WithoutSMPL(_synthetic_2d_truth(split, data_config))
 
 
 register_dataset("synthetic_2d", _synthetic_2d)
+register_dataset("synthetic_2d_truth", _synthetic_2d_truth)
 
 
 @functools.cache

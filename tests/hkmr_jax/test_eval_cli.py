@@ -82,6 +82,18 @@ def test_eval_with_the_workdir_alone_reproduces_training_s_evaluation(run, capsy
     assert again["standard"]["mpjpe_mm"] == result["standard"]["mpjpe_mm"]
 
 
+def test_the_2d_only_training_people_are_evaluated_with_their_labels(run, capsys):
+    workdir, _ = run
+    code, out, err = _main(["--workdir", str(workdir), "--datasets", "synthetic_2d",
+                            "--evaluators", "standard", "--limit", "4"], capsys)  # fmt: skip
+    assert code == 0, err
+    assert eval_cli.DATASETS["synthetic_2d"] == ("synthetic_2d_truth", "train")
+    result = json.loads((workdir / "eval" / "synthetic_2d.json").read_text())
+    assert result["standard"]["num_examples"] == 4
+    assert 0 < result["standard"]["pa_mpjpe_mm"] <= result["standard"]["mpjpe_mm"] < 2000
+    assert "synthetic_2d" in out
+
+
 def test_config_may_change_evaluation_fields_only(run, capsys, tmp_path):
     workdir, _ = run
     before = (workdir / "eval").exists() and sorted((workdir / "eval").iterdir())

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import signal
-import struct
 import subprocess
 import sys
 import textwrap
@@ -23,7 +22,7 @@ import jax
 import numpy as np
 import pytest
 
-from hkmr_jax import checkpoint, config_files, prior_train, train_lib
+from hkmr_jax import checkpoint, config_files, prior_train, tb_scalars, train_lib
 from hkmr_jax import workdir as workdir_lib
 from hkmr_jax.data import pipeline
 
@@ -61,22 +60,6 @@ def _env(**extra):
     return env
 
 
-def event_tags(directory) -> set[str]:
-    """The scalar tags of the TensorBoard event files in `directory` (TFRecord framing:
-    length u64, its CRC u32, the Event proto, its CRC u32), read without TensorFlow."""
-    from tensorboardX.proto import event_pb2
-
-    tags = set()
-    for path in Path(directory).glob("events.out.tfevents.*"):
-        data, i = path.read_bytes(), 0
-        while i < len(data):
-            (n,) = struct.unpack("<Q", data[i : i + 8])
-            event = event_pb2.Event.FromString(data[i + 12 : i + 12 + n])
-            tags |= {value.tag for value in event.summary.value}
-            i += 12 + n + 4
-    return tags
-
-
 def test_resume_continues_exactly(tmp_path, capsys):
     config = smoke_config()
     with_evals = smoke_config()
@@ -112,11 +95,12 @@ def test_resume_continues_exactly(tmp_path, capsys):
     assert 0 < full["eval/synthetic_test_standard/mpjpe_mm"] < 2000
     assert full["eval/synthetic_test_standard/num_examples"] == 8
     assert json.loads((tmp_path / "full" / "config.json").read_text())["num_steps"] == 6
-    tags = event_tags(tmp_path / "full" / "tb")
+    tags = tb_scalars.read_scalars(tmp_path / "full" / "tb")
     for tag in ("train/loss", "train/smpl_pose", "train/joints_3d", "train/keypoints",
                 "train/learning_rate", "train/images_per_sec",
                 "eval/synthetic_test_standard/mpjpe_mm"):  # fmt: skip
         assert tag in tags, (tag, sorted(tags))
+    assert tags["train/loss"][6] == pytest.approx(full["train/loss"], rel=1e-6)
 
     # A damaged newest step is skipped with a warning; the previous one is restored.
     for path in (tmp_path / "split" / "checkpoints" / "6").rglob("*"):

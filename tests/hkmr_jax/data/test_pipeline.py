@@ -208,6 +208,19 @@ def test_bad_dataset_specs_are_clear_errors(fake_datasets):
         pipeline.mixed_dataset(_config([]))
 
 
+def test_synthetic_2d_truth_is_synthetic_2d_with_its_labels():
+    data = {"image_size": 32, "synthetic_seed": 3, "synthetic_2d_length": 10}
+    two_d = pipeline.make_source("synthetic_2d", "train", data)
+    truth = pipeline.make_source("synthetic_2d_truth", "train", data)
+    assert len(two_d) == len(truth) == 10
+    for i in (0, 7):
+        a, b = two_d[i], truth[i]
+        for key in ("image", "keypoints", "example_id"):
+            np.testing.assert_array_equal(a[key], b[key])
+        for key in ("pose", "betas", "joints_3d", "has_smpl", "has_3d"):
+            assert not np.any(a[key]) and np.any(b[key]), key
+
+
 def test_the_synthetic_dataset_feeds_the_pipeline():
     config = _config([{"name": "synthetic", "ratio": 1.0}], batch_size=4)
     config.data.image_size = 32

@@ -4,6 +4,7 @@ survives a resume, and follows each batch's augmentation (SPIN's FitsDict)."""
 from __future__ import annotations
 
 import itertools
+import json
 import types
 from pathlib import Path
 
@@ -91,6 +92,28 @@ def test_fitting_refuses_a_missing_prior():
     config.prior = "none"
     with pytest.raises(ValueError, match=r"needs config\.prior='vae'"):
         train_lib.Trainer.create(config)
+
+
+def test_the_spin_mix_variants_are_default_with_spin_s_mix_and_iterations():
+    def flat(config):
+        return dict(_flat(json.loads(config.to_json_best_effort())))
+
+    default, mix, nofit = (flat(spin_config(v)) for v in ("default", "spin_mix", "spin_mix_nofit"))
+    changed = {k for k in default.keys() | mix.keys() if default.get(k) != mix.get(k)}
+    assert changed == {"data.datasets", "fitting.smplify.num_iters"}
+    assert mix["fitting.smplify.num_iters"] == 100
+    entries = pipeline.expand_datasets(mix["data.datasets"], sizes=None)
+    assert [(e.name, e.ratio) for e in entries] == [("synthetic", 0.25), ("synthetic_2d", 0.75)]
+    assert {k for k in mix if mix[k] != nofit.get(k)} == {"fitting.enabled"}
+    assert mix["fitting.enabled"] and not nofit["fitting.enabled"]
+
+
+def _flat(tree, prefix=""):
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            yield from _flat(value, f"{prefix}{key}.")
+    else:
+        yield prefix[:-1], tree
 
 
 # --- stored fits follow each batch's augmentation (SPIN's FitsDict) -----------------------
