@@ -30,9 +30,21 @@ import json
 import pathlib
 import platform
 import resource
-import sys
 import time
 import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from smplify import _problem  # benchmarks/smplify.py's inputs (this script's folder)
+
+import smpl_jax
+from hkmr_jax import config_files, train_lib
+from hkmr_jax.cli import report_errors
+from hkmr_jax.fitting import smplify
+from hkmr_jax.models.pose_prior import PoseVAE
+from smpl_jax import synthetic
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -56,7 +68,6 @@ def _timed(fn, seconds: float, min_calls: int = 3) -> tuple[float, float]:
 
 def peak_memory() -> tuple[float, str]:
     """(peak bytes, source): the first device's allocator peak, else the peak RSS."""
-    import jax
 
     stats = jax.local_devices()[0].memory_stats() or {}
     if "peak_bytes_in_use" in stats:
@@ -65,9 +76,6 @@ def peak_memory() -> tuple[float, str]:
 
 
 def smpl_layer(body, batches, seconds) -> list[dict]:
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
 
     def forward(body, betas, pose):
         return body(betas=betas, body_pose=pose[:, 1:], global_orient=pose[:, 0]).vertices
@@ -88,7 +96,6 @@ def smpl_layer(body, batches, seconds) -> list[dict]:
 
 
 def _config(variant: str, dtype: str, tiny: bool):
-    from hkmr_jax import config_files
 
     c = config_files.get_config(ROOT / "configs" / "hkmr.py", variant)
     c.model.compute_dtype = dtype
@@ -108,7 +115,6 @@ def _config(variant: str, dtype: str, tiny: bool):
 
 def _random_batch(config, n: int):
     """A fixed batch of `n` random examples in the pipeline's format (host arrays)."""
-    import numpy as np
 
     rng, s = np.random.default_rng(0), int(config.data.image_size)
     joints = np.concatenate([rng.normal(0, 0.3, (n, 24, 3)), np.ones((n, 24, 1))], -1)
@@ -126,9 +132,6 @@ def _random_batch(config, n: int):
 
 def training(variant, dtype, tiny, steps, seconds) -> tuple[dict, object]:
     """Training images/s of a variant and dtype; also returns the trainer and state."""
-    import jax
-
-    from hkmr_jax import train_lib
 
     config = _config(variant, dtype, tiny)
     mesh = train_lib.make_mesh()
@@ -158,7 +161,6 @@ def training(variant, dtype, tiny, steps, seconds) -> tuple[dict, object]:
 
 
 def evaluation(trainer, state, config, seconds) -> dict:
-    import jax
 
     predict = trainer.predictor(state)
     n = int(config.eval_batch_size)
@@ -168,17 +170,9 @@ def evaluation(trainer, state, config, seconds) -> dict:
 
 
 def smplify_fits(body, regressor, batch, iters, seconds) -> dict:
-    import jax
-    import jax.numpy as jnp
-    from flax import nnx
-
-    from hkmr_jax.fitting import smplify
-    from hkmr_jax.models.pose_prior import PoseVAE
 
     config = smplify.SMPLifyConfig(num_iters=iters, pose_prior="vae")
     fitter = smplify.SMPLify.create(body, regressor, config, vae=PoseVAE(rngs=nnx.Rngs(0)))
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from smplify import _problem  # benchmarks/smplify.py's inputs
 
     inputs = _problem(body, jnp.asarray(regressor), batch)
     first, t = _timed(lambda: jax.block_until_ready(fitter(*inputs)), seconds)
@@ -222,16 +216,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--body_model", help="a SMPL .pkl/.npz for the SMPL layer rows")
     args = parser.parse_args(argv)
 
-    import jax
-    import jax.numpy as jnp
-
-    from hkmr_jax.cli import report_errors
-
     with report_errors("benchmarks/device.py"):
         sizes = TINY if args.tiny else FULL
         seconds = args.seconds if args.seconds is not None else (0.0 if args.tiny else 2.0)
-        import smpl_jax
-        from smpl_jax import synthetic
 
         body = smpl_jax.load(args.body_model) if args.body_model else synthetic.load_builtin()
         devices = jax.devices()
