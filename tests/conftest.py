@@ -21,12 +21,6 @@ import numpy as np
 import pytest
 
 
-def pytest_collection_modifyitems(items):
-    """The `slow` tests first: started last, one of them would keep one worker busy
-    while the other has finished (pytest-xdist hands out tests in this order)."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
-
 #: SMPL's parents (docs/CONTRACT_smpl_jax.md), root first.
 SMPL_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21)
 

@@ -97,7 +97,6 @@ def test_masks_and_prior_and_gradients(body_and_regressor):
     assert bool(losses.is_finite(grad)) and float(jnp.abs(grad).sum()) > 0
 
 
-@pytest.mark.slow
 def test_smpl_and_3d_terms_average_over_labelled_examples_only(body_and_regressor):
     """SPIN's normalisation: L_smpl over the `has_smpl` examples, L_3D over the `has_3d`
     ones, so an example without labels does not dilute them; sharded (vmap with an axis

@@ -57,7 +57,6 @@ def test_an_unknown_compute_dtype_is_a_clear_error():
         models.create(dict(c.model), nnx.Rngs(0))
 
 
-@pytest.mark.slow
 def test_bfloat16_steps_follow_float32_and_keep_float32_state():
     batches = []
     data = pipeline.train_iterator(smoke_config("float32"), 0, process_index=0, process_count=1)

@@ -60,7 +60,6 @@ def _env(**extra):
     return env
 
 
-@pytest.mark.slow
 def test_resume_continues_exactly(tmp_path, capsys):
     config = smoke_config()
     with_evals = smoke_config()
@@ -183,7 +182,6 @@ def test_unknown_evaluator_and_prior_fail_before_training(tmp_path):
         prior_train.load_pose_prior(config)
 
 
-@pytest.mark.slow
 def test_the_discriminator_prior_trains_alongside(tmp_path):
     """prior='discriminator': the step updates HMR's discriminator as well, logs both
     adversarial terms, and the discriminator is part of the checkpointed state."""
@@ -289,7 +287,6 @@ def test_a_misspelt_override_fails(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     workdir = tmp_path / "run"
     cmd = [sys.executable, str(ROOT / "train.py"), "--config", "configs/hmr.py:smoke",
@@ -348,7 +345,6 @@ print(json.dumps({
 DEVICE_COUNTS = (1, 4, 8)  # 8: one example per device (the smoke batch)
 
 
-@pytest.mark.slow
 def test_one_four_and_eight_devices_take_the_same_step():
     script = f"DEVICE_COUNTS = {DEVICE_COUNTS}\n" + textwrap.dedent(_DEVICES_SCRIPT)
     result = subprocess.run(

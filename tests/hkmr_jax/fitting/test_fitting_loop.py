@@ -41,7 +41,6 @@ def restore(workdir, config):
         ckpt.close()
 
 
-@pytest.mark.slow
 def test_fits_are_stored_used_and_resumed(tmp_path):
     config = spin_config()  # 6 steps of 8: half 'synthetic' (id 0), half 'synthetic_2d' (id 1)
     # One small VAE for the three runs below (without a checkpoint each would train one).
