@@ -20,7 +20,6 @@ import jax  # after the environment it reads
 import numpy as np
 import pytest
 
-
 #: SMPL's parents (docs/CONTRACT_smpl_jax.md), root first.
 SMPL_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21)
 
