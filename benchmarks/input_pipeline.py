@@ -34,6 +34,9 @@ import time
 
 import numpy as np
 
+from hkmr_jax import config_files
+from hkmr_jax.data import pipeline
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -42,6 +45,7 @@ def make_spin_standin(manual_dir, data_dir, names, rows: int, seed: int = 0) -> 
     them into `data_dir`: 400 × 300 JPEG photos of smooth colour fields with noise (so
     that crops compress like photographs, ~20-40 kB), one person box each, random labels
     in SPIN's layout (`part` 24 × 3, `S` 24 × 4, `pose` 72, `shape` 10)."""
+    # Lazily: only the SPIN-format stand-in needs them (spin_format loads TFDS).
     import imageio.v3 as iio
 
     from hkmr_jax.data import spin_format
@@ -76,7 +80,7 @@ def make_spin_standin(manual_dir, data_dir, names, rows: int, seed: int = 0) -> 
 
 def _cpu_seconds() -> float:
     """User + system CPU time of this process and its live descendants."""
-    import psutil
+    import psutil  # lazily: an optional dependency, only for this measurement
 
     total = 0.0
     me = psutil.Process()
@@ -91,8 +95,6 @@ def _cpu_seconds() -> float:
 
 def measure(config, mode: str, workers: int, batches: int) -> dict:
     """{'examples_per_s', 'examples_per_cpu_s', 'load'} of `train_iterator(config)`."""
-    from hkmr_jax.data import pipeline
-
     config = config.copy_and_resolve_references()
     if mode == "threads":
         config.data.num_threads, config.data.worker_count = workers, 0
@@ -115,8 +117,6 @@ def measure(config, mode: str, workers: int, batches: int) -> dict:
 
 
 def load_config(spec: str):
-    from hkmr_jax import config_files
-
     path, _, variant = spec.partition(":")
     return config_files.get_config(ROOT / path if not os.path.isabs(path) else path,
                                    variant or None)  # fmt: skip
@@ -134,9 +134,6 @@ def main(argv=None) -> None:
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--batch_size", type=int, help="override config.batch_size")
     args = parser.parse_args(argv)
-
-    from hkmr_jax.data import pipeline
-
     config = load_config(args.config)
     if args.batch_size:
         config.batch_size = args.batch_size

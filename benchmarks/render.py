@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hkmr_jax import render
+from smpl_jax import synthetic
 
 
 def uv_sphere(num_faces: int, radius: float = 1.0):
@@ -103,8 +104,6 @@ def _time(fn, rounds=5, min_seconds=0.2):
 
 
 def _meshes():
-    from smpl_jax import synthetic
-
     body = synthetic.load_builtin()
     out = body(global_orient=jnp.array([[np.pi, 0.0, 0.0]]))  # upright, facing the camera
     yield "built-in body", np.asarray(out.vertices[0], np.float64), np.asarray(body.faces)

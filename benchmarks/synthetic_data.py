@@ -38,6 +38,7 @@ _FRESH = 16 * 10_000  # indices never rendered before in the process
 
 
 def _init(size):
+    # In the worker: JAX must not start in the parent before it forks its workers.
     from hkmr_jax.data.synthetic import SyntheticDataset
 
     _WORKER["ds"] = ds = SyntheticDataset("train", size=size, block_size=16)
@@ -56,7 +57,7 @@ def _load():
 
 def single(size, n, block_size, mode):
     """(images/s wall, images per CPU-second, load before) for one process."""
-    from hkmr_jax.data.synthetic import SyntheticDataset
+    from hkmr_jax.data.synthetic import SyntheticDataset  # lazily: see `_init`
 
     ds = SyntheticDataset("train", size=size, block_size=block_size)
     ds[0]
