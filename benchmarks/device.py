@@ -44,7 +44,7 @@ from hkmr_jax import config_files, train_lib
 from hkmr_jax.cli import report_errors
 from hkmr_jax.fitting import smplify
 from hkmr_jax.models.pose_prior import PoseVAE
-from smpl_jax import synthetic
+from smpl_jax import atomic_files, synthetic
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -68,7 +68,6 @@ def _timed(fn, seconds: float, min_calls: int = 3) -> tuple[float, float]:
 
 def peak_memory() -> tuple[float, str]:
     """(peak bytes, source): the first device's allocator peak, else the peak RSS."""
-
     stats = jax.local_devices()[0].memory_stats() or {}
     if "peak_bytes_in_use" in stats:
         return float(stats["peak_bytes_in_use"]), "device peak_bytes_in_use"
@@ -76,7 +75,6 @@ def peak_memory() -> tuple[float, str]:
 
 
 def smpl_layer(body, batches, seconds) -> list[dict]:
-
     def forward(body, betas, pose):
         return body(betas=betas, body_pose=pose[:, 1:], global_orient=pose[:, 0]).vertices
 
@@ -96,7 +94,6 @@ def smpl_layer(body, batches, seconds) -> list[dict]:
 
 
 def _config(variant: str, dtype: str, tiny: bool):
-
     c = config_files.get_config(ROOT / "configs" / "hkmr.py", variant)
     c.model.compute_dtype = dtype
     c.model.encoder_init = None
@@ -115,7 +112,6 @@ def _config(variant: str, dtype: str, tiny: bool):
 
 def _random_batch(config, n: int):
     """A fixed batch of `n` random examples in the pipeline's format (host arrays)."""
-
     rng, s = np.random.default_rng(0), int(config.data.image_size)
     joints = np.concatenate([rng.normal(0, 0.3, (n, 24, 3)), np.ones((n, 24, 1))], -1)
     keypoints = np.concatenate([rng.uniform(-1, 1, (n, 24, 2)), np.ones((n, 24, 1))], -1)
@@ -132,7 +128,6 @@ def _random_batch(config, n: int):
 
 def training(variant, dtype, tiny, steps, seconds) -> tuple[dict, object]:
     """Training images/s of a variant and dtype; also returns the trainer and state."""
-
     config = _config(variant, dtype, tiny)
     mesh = train_lib.make_mesh()
     if tiny:  # divisible by any device count that the tests force
@@ -161,7 +156,6 @@ def training(variant, dtype, tiny, steps, seconds) -> tuple[dict, object]:
 
 
 def evaluation(trainer, state, config, seconds) -> dict:
-
     predict = trainer.predictor(state)
     n = int(config.eval_batch_size)
     images = jax.device_put(_random_batch(config, n)["image"])
@@ -170,7 +164,6 @@ def evaluation(trainer, state, config, seconds) -> dict:
 
 
 def smplify_fits(body, regressor, batch, iters, seconds) -> dict:
-
     config = smplify.SMPLifyConfig(num_iters=iters, pose_prior="vae")
     fitter = smplify.SMPLify.create(body, regressor, config, vae=PoseVAE(rngs=nnx.Rngs(0)))
 
@@ -252,8 +245,8 @@ def main(argv=None) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         stem = out / f"device-{result['device']['platform']}{'-tiny' if args.tiny else ''}"
         table = markdown(result)
-        stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-        stem.with_suffix(".md").write_text(table)
+        atomic_files.write_text(stem.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
+        atomic_files.write_text(stem.with_suffix(".md"), table)
         print(table + f"\nwritten: {stem}.json, {stem}.md")
         return result
 

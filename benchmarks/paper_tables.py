@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import math
 import resource
@@ -32,6 +33,7 @@ import time
 from pathlib import Path
 
 from hkmr_jax import tb_scalars
+from smpl_jax import atomic_files
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,9 +120,9 @@ def _run(cmd: list[str], log: Path) -> float:
 
 
 def cell_dir(root: Path, table: str, name: str, seed: int) -> Path:
-    """`ROOT/<config>[+override...]/seed<S>`: equal settings share one directory."""
+    """`ROOT/<config>[@variant][+override...]/seed<S>`: equal settings share one directory."""
     config, overrides = TABLES[table][name]
-    stem = Path(config.split(":")[0]).stem + "".join(f":{v}" for v in config.split(":")[1:])
+    stem = Path(config.split(":")[0]).stem + "".join(f"@{v}" for v in config.split(":")[1:])
     parts = [o.removeprefix("--config.") for o in overrides]
     return root / "+".join([stem, *parts]) / f"seed{seed}"
 
@@ -141,7 +143,7 @@ def run_cell(table: str, name: str, seed: int, root: Path, limit: int | None) ->
         limits = [f"--limit={limit}"] if limit else []
         eval_cpu = _run(eval_cmd + ["--evaluators", EVALUATORS, "--batch_size", "64", *limits],
                         log)  # fmt: skip
-        costs_file.write_text(json.dumps({"train_eval_cpu_s": train_cpu + eval_cpu,
+        atomic_files.write_text(costs_file, json.dumps({"train_eval_cpu_s": train_cpu + eval_cpu,
                                           "wall_s": time.time() - start}))  # fmt: skip
     if table in TABLE_COLUMNS and not (workdir / "eval" / "synthetic_2d.json").is_file():
         start = time.time()
@@ -149,7 +151,7 @@ def run_cell(table: str, name: str, seed: int, root: Path, limit: int | None) ->
         cpu = _run(eval_cmd + ["--datasets", "synthetic_2d", "--evaluators", "standard",
                                "--batch_size", "64", f"--limit={people}"], log)  # fmt: skip
         costs = json.loads(costs_file.read_text()) if costs_file.is_file() else {}
-        costs_file.write_text(json.dumps({
+        atomic_files.write_text(costs_file, json.dumps({
             "train_eval_cpu_s": costs.get("train_eval_cpu_s", 0.0) + cpu,
             "wall_s": costs.get("wall_s", 0.0) + time.time() - start,
         }))  # fmt: skip
@@ -265,15 +267,16 @@ def main(argv=None) -> None:
                 else:
                     rows.append(run_cell(table, name, seed, root, args.limit))
     root.mkdir(parents=True, exist_ok=True)
-    (root / "results.json").write_text(json.dumps(rows, indent=1))
+    atomic_files.write_text(root / "results.json", json.dumps(rows, indent=1))
     if rows:
-        with open(root / "results.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=sorted({k for r in rows for k in r}))
-            writer.writeheader()
-            writer.writerows(rows)
+        table_csv = io.StringIO(newline="")
+        writer = csv.DictWriter(table_csv, fieldnames=sorted({k for r in rows for k in r}))
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_files.write_text(root / "results.csv", table_csv.getvalue())
     for table in tables:
         text = markdown(table, [r for r in rows if r["table"] == table])
-        (root / f"table{table}.md").write_text(text + "\n")
+        atomic_files.write_text(root / f"table{table}.md", text + "\n")
         print(f"\nTable {table}\n{text}")
 
 

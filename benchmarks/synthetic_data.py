@@ -33,14 +33,13 @@ import time
 
 import numpy as np
 
+from hkmr_jax.data.synthetic import SyntheticDataset
+
 _WORKER = {}
 _FRESH = 16 * 10_000  # indices never rendered before in the process
 
 
 def _init(size):
-    # In the worker: JAX must not start in the parent before it forks its workers.
-    from hkmr_jax.data.synthetic import SyntheticDataset
-
     _WORKER["ds"] = ds = SyntheticDataset("train", size=size, block_size=16)
     ds[0]  # load the body and compile the forward before the clock starts
 
@@ -57,8 +56,6 @@ def _load():
 
 def single(size, n, block_size, mode):
     """(images/s wall, images per CPU-second, load before) for one process."""
-    from hkmr_jax.data.synthetic import SyntheticDataset  # lazily: see `_init`
-
     ds = SyntheticDataset("train", size=size, block_size=block_size)
     ds[0]
     indices = np.arange(_FRESH, _FRESH + n)

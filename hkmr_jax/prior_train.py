@@ -140,7 +140,8 @@ def train_pose_prior(config, workdir) -> dict[str, float]:
     t0 = time.perf_counter()
     data = _Poses(config)  # reads the AMASS files: fails before anything is written
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True))
+    atomic_files.write_text(workdir / "config.json",
+                            config.to_json_best_effort(indent=2, sort_keys=True))  # fmt: skip
     vae = pose_prior.PoseVAE(**dict(config.prior_vae), rngs=nnx.Rngs(int(config.seed)))
     graphdef, params, rest = nnx.split(vae, nnx.Param, ...)
     tx = optax.adam(float(config.learning_rate))
@@ -181,9 +182,10 @@ def train_pose_prior(config, workdir) -> dict[str, float]:
     vae = nnx.merge(graphdef, params, rest)
     results.update(_validation_metrics(vae, data.validation))
     results["seconds"] = time.perf_counter() - t0
+    metrics = json.dumps(results, indent=2, sort_keys=True) + "\n"
+    atomic_files.write_text(workdir / "metrics.json", metrics)  # before params: its marker
     with atomic_files.writing_folder(target) as tmp:
         checkpoint_lib.save_tree(tmp, nnx.to_pure_dict(nnx.state(vae)))
-    (workdir / "metrics.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     print(f"pose prior written to {target}: validation geodesic "
           f"{results['validation/geodesic_deg']:.2f}°", flush=True)  # fmt: skip
     return results

@@ -387,8 +387,9 @@ class Trainer:
 def _writer(workdir: Path, start_step: int):
     if jax.process_index() != 0:
         return None
-    # purge_step drops events a previous, interrupted run wrote after its last checkpoint.
-    return SummaryWriter(str(workdir / "tb"), purge_step=start_step or None)
+    # purge_step drops events a previous, interrupted run wrote after its last checkpoint
+    # (this run logs from start_step + 1 on; the values at start_step stay).
+    return SummaryWriter(str(workdir / "tb"), purge_step=start_step + 1 if start_step else None)
 
 
 def _progress(config, start, total):

@@ -18,9 +18,13 @@ from pathlib import Path
 from typing import BinaryIO
 
 
+def _tag() -> str:
+    return f"{os.getpid()}.{uuid.uuid4().hex[:8]}"
+
+
 def _temporary(path: Path, tag: str | None = None) -> Path:
     """A unique name beside `path` (hidden; `tag` shared by the files of one write)."""
-    tag = tag or f"{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    tag = tag or _tag()
     return path.with_name(f".{path.name}.{tag}.tmp")
 
 
@@ -65,7 +69,7 @@ def write_files(folder, files: Mapping[str, bytes]) -> list[Path]:
     renamed are removed. Returns the written paths, in the order of `files`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tag = f"{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    tag = _tag()
     temps = {_temporary(folder / name, tag): folder / name for name in files}
     done: list[Path] = []
     try:

@@ -82,7 +82,7 @@ class AugmentParams(NamedTuple):
 
 
 def sample_params(rng: np.random.Generator, config: AugmentConfig | None = None) -> AugmentParams:
-    """Draw SPIN's augmentation parameters (see the module docstring for the ranges)."""
+    """Draw SPIN's augmentation parameters (the ranges: docs/augmentation.md)."""
     config = AugmentConfig() if config is None else config
     u_flip = rng.uniform()
     noise = rng.uniform(1.0 - config.noise_factor, 1.0 + config.noise_factor, 3)

@@ -30,7 +30,7 @@ DOC_LEVELS: tuple[int, ...] = (1, 2, 3, 4, 5)
 BAR_WIDTH_PX = (10.0, 50.0)
 CIRCLE_RADIUS_PX = (10.0, 50.0)
 RECTANGLE_AREA_PX2 = (3000.0, 15000.0)
-#: Our choices (module docstring).
+#: Our choices (docs/occlusion.md).
 BAR_LENGTH_PX = 160.0
 RECTANGLE_ASPECT_RANGE = (0.5, 2.0)
 TEST_SET_DOC = 3

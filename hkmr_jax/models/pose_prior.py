@@ -76,7 +76,7 @@ def geodesic_angle(r1, r2):
 
 
 class PoseVAE(nnx.Module):
-    """VAE over the 69-D SMPL body pose (VPoser-style); see the module docstring.
+    """VAE over the 69-D SMPL body pose (VPoser-style); see docs/pose_prior.md.
 
     Args:
       latent_dim: Z, the latent size (32 in VPoser and here).
@@ -233,7 +233,7 @@ class PoseVAE(nnx.Module):
           pose: [B, 69] body poses (axis-angle, radians), e.g. the regressor's Θ̂ᵗ.
           frozen: evaluate the encoder on ``jax.lax.stop_gradient`` of the parameters:
             gradients flow to ``pose`` only. Keep the prior out of the optimizer's ``wrt``
-            filter as well (module docstring).
+            filter as well (docs/pose_prior.md).
 
         Returns:
           [B] KL divergences (nats), no dropout.
@@ -247,7 +247,7 @@ class PoseVAE(nnx.Module):
 
 
 class PoseDiscriminator(nnx.Module):
-    """HMR's factorised adversarial prior over body pose and shape; see the module docstring.
+    """HMR's factorised adversarial prior over body pose and shape; see docs/pose_prior.md.
 
     Args:
       num_betas: size of β (10).

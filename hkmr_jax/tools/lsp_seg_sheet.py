@@ -57,7 +57,7 @@ def contact_sheet(images, truths, predictions: dict, zoom: int = 2) -> np.ndarra
 def main(argv=None) -> int:
     """``python -m hkmr_jax.tools.lsp_seg_sheet``: see the module docstring."""
     parser = argparse.ArgumentParser(
-        prog="hkmr-lsp-seg-sheet",
+        prog="python -m hkmr_jax.tools.lsp_seg_sheet",
         description="Predicted vs true body-part maps (SPIN's LSP protocol) on synthetic people.",
     )
     parser.add_argument(

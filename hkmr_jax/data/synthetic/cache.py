@@ -70,7 +70,7 @@ def cache(
     try:
         with atomic_files.writing_folder(path) as tmp:
             _write(tmp, dataset, n, meta, chunk, progress)
-    except OSError:  # a concurrent writer finished first: keep theirs if it matches
+    except OSError:  # e.g. a concurrent writer finished first: keep theirs if it matches
         if not path.exists():
             raise
         _check_cache(path, meta)
