@@ -7,10 +7,7 @@ inside `jax.enable_x64(True)` (a context manager in jax 0.10), directly or throu
 
 from __future__ import annotations
 
-import atexit
 import os
-import shutil
-import tempfile
 
 # The suite checks the maths against references and the plumbing around it, not XLA's
 # optimiser: compiling without most optimisations takes a third less time, and every
@@ -18,18 +15,6 @@ import tempfile
 # README's numbers run optimised. HKMR_TEST_OPTIMIZED=1 runs the suite optimised too.
 if not os.environ.get("HKMR_TEST_OPTIMIZED"):
     os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"  # also the tests' subprocesses
-
-# One compilation cache for the whole run: the pytest-xdist workers and the subprocesses
-# (train.py, benchmarks, ...) compile the same programs (model initialisation op by op,
-# the smoke steps) again in every process; each compiles once. The cache starts empty
-# in every run (a fresh folder, removed at exit by the process that made it), so no
-# program comes from an earlier run; a hit is the executable XLA compiled for the same
-# program and options. A partly written entry read by another process is recompiled.
-if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="hkmr-tests-jax-cache-")
-    atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], True)
-    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"  # also small programs
-    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "-1"
 
 import jax  # after the environment it reads
 import numpy as np
