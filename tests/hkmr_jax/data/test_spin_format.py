@@ -18,6 +18,7 @@ import tensorflow_datasets as tfds
 
 from hkmr_jax.data import build as build_cli
 from hkmr_jax.data import spin_format
+from tests.hkmr_jax.data.contract import example_contract
 
 BACKGROUND = (40, 40, 40)
 RED = (230, 20, 20)
@@ -221,17 +222,7 @@ def test_lsp_keypoints_normalised_and_crop_equal_in_memory_result(manual_dir, da
 def test_to_example_follows_the_contract(data_dir):
     h36m = spin_format.load_split("h36m", "valid_p1", data_dir)[2]
     ex = spin_format.to_example(h36m, dataset_id=3)
-    expected = {
-        "image": (np.uint8, (224, 224, 3)),
-        "keypoints": (np.float32, (24, 3)),
-        "joints_3d": (np.float32, (24, 4)),
-        "pose": (np.float32, (72,)),
-        "betas": (np.float32, (10,)),
-        "has_smpl": (np.float32, ()),
-        "has_3d": (np.float32, ()),
-        "dataset_id": (np.int32, ()),
-        "example_id": (np.int64, ()),
-    }
+    expected = example_contract(224)
     assert set(ex) == set(expected)
     for key, (dtype, shape) in expected.items():
         assert ex[key].dtype == dtype and ex[key].shape == shape, key

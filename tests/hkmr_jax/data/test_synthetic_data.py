@@ -17,21 +17,12 @@ from hkmr_jax.data.synthetic import CachedDataset, SyntheticDataset
 from hkmr_jax.tools import synthetic_sheet
 from smpl_jax import skeleton
 from smpl_jax import synthetic as builtin
+from tests.hkmr_jax.data.contract import example_contract
 
 S = 64  # crop size of most tests: rendering cost grows with S², the checks do not
 
-CONTRACT = {  # key: (dtype, shape) as in docs/CONTRACT_data.md, plus the synthetic `camera`
-    "image": (np.uint8, (S, S, 3)),
-    "keypoints": (np.float32, (24, 3)),
-    "joints_3d": (np.float32, (24, 4)),
-    "pose": (np.float32, (72,)),
-    "betas": (np.float32, (10,)),
-    "has_smpl": (np.float32, ()),
-    "has_3d": (np.float32, ()),
-    "dataset_id": (np.int32, ()),
-    "example_id": (np.int64, ()),
-    "camera": (np.float32, (3,)),
-}
+#: docs/CONTRACT_data.md's example, plus the synthetic `camera`.
+CONTRACT = {**example_contract(S), "camera": (np.float32, (3,))}
 MASK = np.zeros(24, bool)
 MASK[list(skeleton.H36M_TO_J24)] = True
 
