@@ -152,8 +152,10 @@ def run_cell(table: str, name: str, seed: int, root: Path, limit: int | None) ->
     costs_file = workdir / "costs.json"
     log = workdir / "paper_tables.log"
 
-    def evaluate(*flags, people=None):
-        start, people = time.time(), min(limit or people, people) if people else limit
+    def evaluate(*flags, cap=None):
+        """`eval.py` with `flags` on the first `limit` people, at most `cap` of them."""
+        people = min(limit or cap, cap) if cap else limit
+        start = time.time()
         cmd = [sys.executable, "eval.py", "--workdir", str(workdir), *flags, "--batch_size",
                "64", *([f"--limit={people}"] if people else [])]  # fmt: skip
         _add_costs(costs_file, _run(cmd, log), time.time() - start)
@@ -167,9 +169,9 @@ def run_cell(table: str, name: str, seed: int, root: Path, limit: int | None) ->
         _add_costs(costs_file, train_cpu, time.time() - start)
         evaluate("--evaluators", EVALUATORS)
     if table == "1" and "doc_sweep" not in json.loads(result_file.read_text()):
-        evaluate("--evaluators", "doc_sweep", people=DOC_SWEEP_LIMIT)
+        evaluate("--evaluators", "doc_sweep", cap=DOC_SWEEP_LIMIT)
     if table in TABLE_COLUMNS and not (workdir / "eval" / "synthetic_2d.json").is_file():
-        evaluate("--datasets", "synthetic_2d", "--evaluators", "standard", people=PEOPLE_2D_LIMIT)
+        evaluate("--datasets", "synthetic_2d", "--evaluators", "standard", cap=PEOPLE_2D_LIMIT)
     return collect_cell(table, name, seed, root)
 
 
